@@ -1,0 +1,30 @@
+// The `h2o` command: thin front end over the library. Every h2o::Error (bad file, bad
+// flag value) becomes one line on stderr and exit status 1; CLI parse errors exit 2.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"h2o: LLM inference with a KV cache bounded by Heavy-Hitter Oracle eviction"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "h2o 0.1.0");
+  h2o::cli::register_inspect(app);
+  h2o::cli::register_generate(app);
+  h2o::cli::register_perplexity(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const h2o::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
