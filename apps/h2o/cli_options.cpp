@@ -1,0 +1,49 @@
+#include "cli_options.h"
+
+#include <thread>
+
+#include "common/check.h"
+
+namespace h2o::cli {
+
+void ModelFlags::add(CLI::App& cmd) {
+  cmd.add_option("-m,--model", model, "Model file: GGUF, or a llama2.c checkpoint (.bin) with --tokenizer")->required();
+  cmd.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for llama2.c checkpoints)");
+}
+
+std::shared_ptr<const Model> ModelFlags::load() const { return Model::load({model, tokenizer}); }
+
+void KvFlags::add(CLI::App& cmd) {
+  cmd.add_option("--kv-policy", policy, "KV eviction policy: full, window, sink, h2o, tova, random")
+      ->capture_default_str();
+  cmd.add_option("--kv-budget", budget, "KV slots per (layer, KV head): N tokens or P% of the sequence length");
+  cmd.add_option("--kv-recent", recent, "Recent slots kept by h2o/random: N or P% (default: half the budget)");
+  cmd.add_option("--kv-sinks", sinks, "Attention-sink slots kept by the sink policy")->capture_default_str();
+  cmd.add_option("--prefill-chunk", prefill_chunk, "Prompt tokens per forward step (default: the whole prompt)");
+  cmd.add_option("--kv-seed", seed, "Seed of the random policy")->capture_default_str();
+}
+
+KvSettings KvFlags::settings() const {
+  KvSettings s;
+  s.policy = policy;
+  if (!budget.empty()) s.budget = BudgetSpec::parse(budget, "--kv-budget");
+  if (!recent.empty()) s.recent = BudgetSpec::parse(recent, "--kv-recent");
+  s.sinks = sinks;
+  if (prefill_chunk < 0) fail("--prefill-chunk: must be at least 1, got {}", prefill_chunk);
+  s.prefill_chunk = prefill_chunk;
+  s.seed = seed;
+  resolve_kv(s, 1000);  // validates names and relations now (1000: any length works for %)
+  return s;
+}
+
+int default_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+void add_threads_flag(CLI::App& cmd, int& threads) {
+  threads = default_threads();
+  cmd.add_option("-t,--threads", threads, "Threads")->check(CLI::Range(1, 1024))->capture_default_str();
+}
+
+}  // namespace h2o::cli

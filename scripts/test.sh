@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: the Release build's tests, then the same tests built with
+# AddressSanitizer + UndefinedBehaviorSanitizer, then a bounded fuzz run of the GGUF
+# reader. Needs scripts/setup.sh to have run once. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# Sanitizers: an optimised debug build so the slow reference tests stay quick.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DH2O_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$(nproc)"
+ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+
+scripts/fuzz.sh "${H2O_FUZZ_SECONDS:-60}"

@@ -1,0 +1,22 @@
+// Causal grouped-query attention over a KV cache's slots, producing on request the
+// per-slot statistics that eviction policies consume (in the same pass: the softmax
+// probabilities are added to the statistics while the values are accumulated).
+#pragma once
+
+#include <cstdint>
+
+#include "common/thread_pool.h"
+#include "kv/kv_cache.h"
+#include "model/config.h"
+
+namespace h2o {
+
+// q:   [n_rows][n_heads*head_dim], after RoPE; row i is at absolute position q_pos[i].
+// out: [n_rows][n_heads*head_dim].
+// Query head j reads KV head j / group_size; row i sees the slots with pos <= q_pos[i].
+// If kv.mass is set, adds p(row, slot) summed over the group's heads and all rows;
+// if kv.last_row_mass is set, adds p(last row, slot) summed over the group's heads.
+void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
+               float* out, ThreadPool& pool);
+
+}  // namespace h2o

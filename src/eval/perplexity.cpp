@@ -1,0 +1,61 @@
+#include "eval/perplexity.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "common/check.h"
+
+namespace h2o {
+
+double token_nll(std::span<const float> logits, int32_t target) {
+  double max = logits[0];
+  for (float v : logits) max = std::max(max, static_cast<double>(v));
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
+  return -(static_cast<double>(logits[static_cast<size_t>(target)]) - max - std::log(sum));
+}
+
+PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const int32_t> text_tokens,
+                            const PerplexityOptions& opts) {
+  const int model_ctx = model->config().context_length;
+  const int ctx = opts.ctx > 0 ? opts.ctx : model_ctx;
+  if (ctx < 2) fail("--ctx: must be at least 2, got {}", ctx);
+  if (ctx > model_ctx) fail("--ctx: {} exceeds the model's context length {}", ctx, model_ctx);
+  if (text_tokens.empty()) fail("perplexity: the text has no tokens");
+  const size_t per_window = static_cast<size_t>(ctx - 1);
+  const size_t V = static_cast<size_t>(model->config().vocab_size);
+  const int32_t bos = model->tokenizer().bos_id();
+
+  PerplexityResult res;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int32_t> window;
+  std::vector<float> logits;
+  double total = 0.0;
+  for (size_t start = 0; start < text_tokens.size(); start += per_window) {
+    const size_t n = std::min(per_window, text_tokens.size() - start);
+    window.assign(1, bos);
+    window.insert(window.end(), text_tokens.begin() + static_cast<long>(start),
+                  text_tokens.begin() + static_cast<long>(start + n));
+    SessionOptions so = opts.session;
+    so.expected_length = static_cast<int>(window.size());
+    Session session(model, so);
+    if (res.n_windows == 0) res.kv = session.kv();
+    // The last token's logits predict nothing in this window: feed all but it.
+    session.feed(std::span(window).first(window.size() - 1), &logits);
+    for (size_t i = 0; i + 1 < window.size(); ++i) {
+      const double nll = token_nll(std::span(logits).subspan(i * V, V), window[i + 1]);
+      res.nll.push_back(nll);
+      total += nll;
+    }
+    res.kv_bytes_peak = std::max(res.kv_bytes_peak, session.kv_bytes_peak());
+    ++res.n_windows;
+    res.n_tokens += n;
+    if (opts.progress) opts.progress(res.n_tokens, text_tokens.size());
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.mean_nll = total / static_cast<double>(res.n_tokens);
+  res.ppl = std::exp(res.mean_nll);
+  return res;
+}
+
+}  // namespace h2o

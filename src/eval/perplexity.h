@@ -1,0 +1,41 @@
+// Perplexity under a KV budget: the text's tokens are scored in consecutive windows of
+// `ctx` tokens, each starting from an empty cache with BOS; every token after BOS is
+// predicted from the logits of the token before it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "runtime/session.h"
+
+namespace h2o {
+
+struct PerplexityOptions {
+  int ctx = 0;                   // window length including BOS; 0 = the model's context length
+  SessionOptions session;        // KV policy (percentages resolve against each window's length)
+  // Called after every window with (tokens scored so far, total tokens to score).
+  std::function<void(size_t, size_t)> progress;
+};
+
+struct PerplexityResult {
+  size_t n_tokens = 0;           // tokens scored
+  size_t n_windows = 0;
+  double mean_nll = 0.0;         // nats per token
+  double ppl = 0.0;
+  size_t kv_bytes_peak = 0;
+  double seconds = 0.0;
+  std::vector<double> nll;       // per scored token, in order
+  KvResolved kv;                 // as resolved for a full window
+};
+
+// Throws h2o::Error if ctx < 2 or beyond the model's context, or the text is empty.
+PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const int32_t> text_tokens,
+                            const PerplexityOptions& opts);
+
+// -log softmax(logits)[target], computed in double.
+double token_nll(std::span<const float> logits, int32_t target);
+
+}  // namespace h2o

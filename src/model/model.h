@@ -1,0 +1,51 @@
+// A loaded model: configuration, weights (mapped from the file) and tokenizer.
+// Immutable after loading and shared by any number of sessions.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model/config.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+namespace h2o {
+
+class GgufFile;
+class Llama2cCheckpoint;
+
+struct ModelLoadOptions {
+  std::string path;            // .gguf, or a llama2.c checkpoint
+  std::string tokenizer_path;  // llama2.c tokenizer.bin (required for llama2.c checkpoints)
+};
+
+class Model {
+ public:
+  // Detects the format from the file's first bytes. Throws h2o::Error naming the problem
+  // (unknown format, missing metadata or tensors, shapes that disagree with the config).
+  static std::shared_ptr<const Model> load(const ModelLoadOptions& opts);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const std::string& path() const { return path_; }
+  std::string describe() const;  // one line: arch, shape, weight types
+
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+ private:
+  Model();
+  void load_gguf(const std::string& path);
+  void load_llama2c(const std::string& path, const std::string& tokenizer_path);
+
+  std::string path_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<GgufFile> gguf_;            // keeps the mapping alive
+  std::unique_ptr<Llama2cCheckpoint> l2c_;    // keeps the mapping alive
+};
+
+}  // namespace h2o
