@@ -38,9 +38,7 @@ void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int
           }
           for (size_t j = 0; j < m; ++j) {
             const float* kr = keys + visible[j] * hd;
-            float dot = 0.0f;
-            for (size_t i = 0; i < hd; ++i) dot += qv[i] * kr[i];
-            p[j] = dot / scale_div;
+            p[j] = dot_f32(qv, kr, cfg.head_dim) / scale_div;
           }
           softmax(p.data(), static_cast<int>(m));
           std::memset(o, 0, hd * sizeof(float));

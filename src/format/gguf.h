@@ -38,6 +38,11 @@ enum class GgufValueType : uint32_t {
 
 std::string_view gguf_value_type_name(GgufValueType t);
 
+// `s` made safe to print and to put in JSON: valid UTF-8 is kept, control characters and
+// invalid bytes become \xNN (and \n, \t, \r), backslash and double quote are escaped.
+// Strings from files (keys, tensor names, tokens) are arbitrary bytes.
+std::string printable_string(std::string_view s);
+
 struct GgufValue;
 struct GgufArray {
   GgufValueType elem_type = GgufValueType::UINT8;
@@ -105,6 +110,7 @@ class GgufFile {
   std::map<std::string, GgufValue> metadata_;
   std::vector<std::string> key_order_;
   std::vector<GgufTensor> tensors_;
+  std::map<std::string, size_t> tensor_index_;  // name -> index in tensors_
 };
 
 // Writes GGUF v3 files (used by `h2o synth`, tests that build malformed files, and
@@ -123,6 +129,10 @@ class GgufWriter {
   // `data` must hold row_bytes(type, ne[0]) * (product of other dims) bytes; copied.
   void add_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type,
                   std::span<const uint8_t> data);
+  // Writes one tensor-table entry exactly as given (any type id, shape and offset; no data
+  // and no checks). Only for building malformed files in tests and fuzz seeds.
+  void add_tensor_info_unchecked(const std::string& name, std::vector<uint64_t> ne,
+                                 uint32_t type_id, uint64_t offset);
   std::vector<uint8_t> to_bytes() const;
   void write(const std::string& path) const;  // throws h2o::Error on I/O failure
 
@@ -130,8 +140,9 @@ class GgufWriter {
   struct PendingTensor {
     std::string name;
     std::vector<uint64_t> ne;
-    TensorType type;
+    uint32_t type_id = 0;
     std::vector<uint8_t> data;
+    std::optional<uint64_t> fixed_offset;  // set by add_tensor_info_unchecked (no data)
   };
   uint32_t alignment_;
   std::vector<std::pair<std::string, GgufValue>> kv_;

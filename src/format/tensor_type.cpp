@@ -125,7 +125,9 @@ float fp16_to_fp32(uint16_t h) {
       bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
     }
   } else if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | mant << 13;
+    // Inf stays inf; NaN keeps its payload and comes out quiet, as F16C's vcvtph2ps and
+    // ggml's portable fallback (which passes the value through a float multiply) do.
+    bits = sign | 0x7F800000u | mant << 13 | (mant != 0 ? 0x00400000u : 0u);
   } else {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }

@@ -2,16 +2,9 @@
 
 #include <vector>
 
+#include "kernels/ops.h"
+
 namespace h2o {
-namespace {
-
-float dot(const float* a, const float* b, int n) {
-  float s = 0.0f;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-}  // namespace
 
 void matrix_row(const Matrix& w, int r, float* dst) {
   dequantize_row(w.type, w.row(r), dst, static_cast<size_t>(w.cols));
@@ -32,7 +25,7 @@ void matmul(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPoo
         wr = decoded.data();
       }
       for (int t = 0; t < n_tokens; ++t) {
-        out[static_cast<size_t>(t) * rows + r] = dot(wr, x + static_cast<size_t>(t) * cols, w.cols);
+        out[static_cast<size_t>(t) * rows + r] = dot_f32(wr, x + static_cast<size_t>(t) * cols, w.cols);
       }
     }
   }, rows * cols * static_cast<size_t>(n_tokens));

@@ -1,7 +1,7 @@
 // Matrix products of float activations with weights in their stored type.
-// This is the scalar reference path: each output element is one sequential float dot
-// product (the same arithmetic as llama2.c's run.c), computed by exactly one thread, so
-// results are independent of the thread count.
+// This is the portable path: each output element is one float dot product with a fixed
+// summation order (dot_f32), computed by exactly one thread, so results are independent
+// of the thread count. Quantized rows are decoded to float first.
 #pragma once
 
 #include "common/thread_pool.h"

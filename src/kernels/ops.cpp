@@ -4,8 +4,23 @@
 
 namespace h2o {
 
-// The float operations below follow llama2.c's run.c step for step (powf, cosf, sinf,
-// expf, sqrtf in float), so greedy output matches the reference text byte for byte.
+// The float operations below follow llama2.c's run.c (powf, cosf, sinf, expf, sqrtf in
+// float); only dot products sum in eight lanes. Greedy output on stories260K matches the
+// reference text byte for byte (tested).
+
+// Eight independent partial sums (lanes), combined pairwise at the end: the compiler
+// vectorises this without -ffast-math because the summation order is explicit.
+float dot_f32(const float* a, const float* b, int n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lane[j] += a[i + j] * b[i + j];
+  }
+  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
   float ss = 0.0f;

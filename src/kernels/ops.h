@@ -5,6 +5,9 @@
 
 namespace h2o {
 
+// sum_i a[i] * b[i] in float, with a fixed summation order (eight lanes).
+float dot_f32(const float* a, const float* b, int n);
+
 // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps), over n values.
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);
 

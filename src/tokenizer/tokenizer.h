@@ -41,17 +41,28 @@ class Tokenizer {
   // Raw piece text with U+2581 already turned into ' ' (as stored for display).
   const std::string& piece(int32_t id) const;
   TokenKind kind(int32_t id) const;
+  float score(int32_t id) const;  // merge priority: higher merges first
+  bool add_dummy_prefix() const { return add_dummy_prefix_; }
 
  private:
   std::vector<std::string> pieces_;  // spaces as ' '
   std::vector<float> scores_;
   std::vector<TokenKind> kinds_;
+  // Normal and user-defined pieces only (first id wins): the pieces text may merge into.
   std::unordered_map<std::string, int32_t> piece_to_id_;
   std::array<int32_t, 256> byte_token_{};  // id of <0xXX> per byte, -1 if absent
   int32_t bos_id_ = 1;
   int32_t eos_id_ = 2;
   int32_t unk_id_ = 0;
   bool add_dummy_prefix_ = true;
+  // True when no mergeable piece has a space after its first byte: merges then never
+  // cross the start of a word, so encode() merges word by word (set by finish_loading).
+  bool merge_per_word_ = false;
+
+  // Checks the loaded vocabulary and builds piece_to_id_ and byte_token_; `source` names
+  // the file in error messages.
+  void finish_loading(const std::string& source);
+  void check_id(int32_t id) const;  // throws h2o::Error unless 0 <= id < vocab_size()
 };
 
 }  // namespace h2o

@@ -1,0 +1,835 @@
+#include "format/gguf.h"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <unordered_set>
+
+#include "common/check.h"
+#include "format/mapped_file.h"
+
+namespace h2o {
+
+// The readers below copy little-endian fields straight into native integers.
+static_assert(std::endian::native == std::endian::little, "h2o assumes a little-endian host");
+
+namespace {
+
+constexpr uint32_t kGgufMagic = 0x46554747;  // the bytes "GGUF" read as little-endian u32
+constexpr uint32_t kWriteVersion = 3;
+constexpr uint32_t kDefaultAlignment = 32;
+constexpr size_t kMaxNameBytes = 64;  // ggml's GGML_MAX_NAME: names must be shorter
+constexpr uint32_t kMaxDims = 4;
+constexpr int kMaxArrayDepth = 8;     // deeper nesting is certainly hostile and risks the stack
+constexpr uint32_t kNumValueTypes = 13;
+constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+// Smallest possible encodings, used to reject impossible counts before allocating.
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;          // key length, value type, 1-byte value
+constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // name length, n_dims, type, offset
+
+bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Rounds up to a multiple of a power-of-two alignment; callers keep `v` far below 2^63.
+uint64_t align_up(uint64_t v, uint64_t alignment) { return (v + alignment - 1) & ~(alignment - 1); }
+
+bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+// Encoded size of a scalar value type; 0 for STRING and ARRAY (variable length).
+uint64_t scalar_size(GgufValueType t) {
+  switch (t) {
+    case GgufValueType::UINT8:
+    case GgufValueType::INT8:
+    case GgufValueType::BOOL:
+      return 1;
+    case GgufValueType::UINT16:
+    case GgufValueType::INT16:
+      return 2;
+    case GgufValueType::UINT32:
+    case GgufValueType::INT32:
+    case GgufValueType::FLOAT32:
+      return 4;
+    case GgufValueType::UINT64:
+    case GgufValueType::INT64:
+    case GgufValueType::FLOAT64:
+      return 8;
+    case GgufValueType::STRING:
+    case GgufValueType::ARRAY:
+      return 0;
+  }
+  return 0;
+}
+
+// Fewest bytes one value of type `t` can occupy in a file.
+uint64_t min_encoded_size(GgufValueType t) {
+  if (t == GgufValueType::STRING) return 8;       // u64 length, empty string
+  if (t == GgufValueType::ARRAY) return 4 + 8;    // elem type, count, no items
+  return scalar_size(t);
+}
+
+bool is_unsigned_type(GgufValueType t) {
+  return t == GgufValueType::UINT8 || t == GgufValueType::UINT16 || t == GgufValueType::UINT32 ||
+         t == GgufValueType::UINT64;
+}
+
+bool is_signed_type(GgufValueType t) {
+  return t == GgufValueType::INT8 || t == GgufValueType::INT16 || t == GgufValueType::INT32 ||
+         t == GgufValueType::INT64;
+}
+
+bool is_float_type(GgufValueType t) {
+  return t == GgufValueType::FLOAT32 || t == GgufValueType::FLOAT64;
+}
+
+// ---- display helpers -------------------------------------------------------------------
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if the bytes there are not one
+// (same strictness as nlohmann::json, so display strings can always be dumped as JSON).
+size_t utf8_sequence_length(std::string_view s, size_t i) {
+  const auto b0 = static_cast<uint8_t>(s[i]);
+  if (b0 < 0x80) return 1;
+  size_t len = 0;
+  uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // beyond U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  const auto b1 = static_cast<uint8_t>(s[i + 1]);
+  if (b1 < lo || b1 > hi) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    const auto b = static_cast<uint8_t>(s[i + k]);
+    if (b < 0x80 || b > 0xBF) return 0;
+  }
+  return len;
+}
+
+// Escapes s[0, max_bytes) (never splitting a UTF-8 sequence); returns the bytes consumed.
+size_t append_escaped(std::string& out, std::string_view s, size_t max_bytes) {
+  size_t i = 0;
+  while (i < s.size() && i < max_bytes) {
+    const char c = s[i];
+    const size_t len = utf8_sequence_length(s, i);
+    if (len > 1) {
+      out.append(s.substr(i, len));
+      i += len;
+      continue;
+    }
+    const auto b = static_cast<uint8_t>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (len == 0 || b < 0x20 || b == 0x7F) {
+      out += fmt::format("\\x{:02X}", b);
+    } else {
+      out += c;
+    }
+    ++i;
+  }
+  return i;
+}
+
+// Quoted, escaped rendering of a string, cut after about `max_bytes` input bytes.
+std::string quote_string(std::string_view s, size_t max_bytes) {
+  std::string out = "\"";
+  const size_t used = append_escaped(out, s, max_bytes);
+  out += '"';
+  if (used < s.size()) out += fmt::format("...({} bytes)", s.size());
+  return out;
+}
+
+std::string display_value(const GgufValue& v, size_t max_items, bool in_array);
+
+std::string display_array(const GgufArray& a, size_t max_items) {
+  std::string out = "[";
+  const size_t shown = std::min(a.items.size(), max_items);
+  for (size_t i = 0; i < shown; ++i) {
+    if (i > 0) out += ", ";
+    out += display_value(a.items[i], max_items, true);
+  }
+  if (shown < a.items.size()) {
+    out += fmt::format("{}... ({} items)", shown > 0 ? ", " : "", a.items.size());
+  }
+  out += "]";
+  return out;
+}
+
+std::string display_value(const GgufValue& v, size_t max_items, bool in_array) {
+  // Strings in arrays (vocabularies) are cut shorter than single strings (templates).
+  const size_t max_string_bytes = in_array ? 32 : 200;
+  if (const auto* u = std::get_if<uint64_t>(&v.value)) return fmt::format("{}", *u);
+  if (const auto* i = std::get_if<int64_t>(&v.value)) return fmt::format("{}", *i);
+  if (const auto* d = std::get_if<double>(&v.value)) {
+    // FLOAT32 values print at float precision (1e-05, not 9.99999974737875e-06).
+    if (v.type == GgufValueType::FLOAT32) return fmt::format("{}", static_cast<float>(*d));
+    return fmt::format("{}", *d);
+  }
+  if (const auto* b = std::get_if<bool>(&v.value)) return *b ? "true" : "false";
+  if (const auto* s = std::get_if<std::string>(&v.value)) return quote_string(*s, max_string_bytes);
+  return display_array(std::get<GgufArray>(v.value), max_items);
+}
+
+// ---- reading ---------------------------------------------------------------------------
+
+// Sequential little-endian reader over the file bytes. Every read first checks that the
+// bytes exist; every failure names the file, the field and the offset.
+class Reader {
+ public:
+  Reader(std::span<const uint8_t> bytes, const std::string& name) : bytes_(bytes), name_(name) {}
+
+  uint64_t pos() const { return pos_; }
+  uint64_t remaining() const { return bytes_.size() - pos_; }
+  const std::string& name() const { return name_; }
+  // What is being parsed ("metadata entry 3 ('general.name')"), for error messages.
+  void set_context(std::string context) { context_ = std::move(context); }
+
+  template <typename... Args>
+  [[noreturn]] void error(fmt::format_string<Args...> f, Args&&... args) const {
+    const std::string msg = fmt::format(f, std::forward<Args>(args)...);
+    if (context_.empty()) fail("{}: {}", name_, msg);
+    fail("{}: {}: {}", name_, context_, msg);
+  }
+
+  void need(uint64_t n, std::string_view what) const {
+    if (n > remaining()) {
+      error("file truncated: {} needs {} bytes at offset {} but only {} remain", what, n, pos_,
+            remaining());
+    }
+  }
+
+  template <typename T>
+  T read(std::string_view what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+
+  std::string read_string(std::string_view what) {
+    const auto len = read<uint64_t>(what);
+    if (len > remaining()) {
+      error("{} has length {}, more than the {} bytes left in the file (offset {})", what, len,
+            remaining(), pos_);
+    }
+    std::string s(reinterpret_cast<const char*>(bytes_.data() + pos_), static_cast<size_t>(len));
+    pos_ += len;
+    return s;
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  const std::string& name_;
+  std::string context_;
+  uint64_t pos_ = 0;
+};
+
+GgufValueType read_value_type(Reader& r, std::string_view what) {
+  const auto raw = r.read<uint32_t>(what);
+  if (raw >= kNumValueTypes) r.error("unknown {} {}", what, raw);
+  return static_cast<GgufValueType>(raw);
+}
+
+GgufValue read_value(Reader& r, GgufValueType t, int depth);
+
+GgufArray read_array(Reader& r, int depth) {
+  if (depth > kMaxArrayDepth) r.error("arrays nested more than {} deep", kMaxArrayDepth);
+  GgufArray a;
+  a.elem_type = read_value_type(r, "array element type");
+  const auto count = r.read<uint64_t>("array length");
+  // Each element occupies at least min_encoded_size bytes, so a count that cannot fit in
+  // the rest of the file is rejected here, before anything is allocated for it.
+  const uint64_t min_size = min_encoded_size(a.elem_type);
+  if (count > r.remaining() / min_size) {
+    r.error("array of {} {} elements cannot fit in the {} bytes left in the file (offset {})",
+            count, gguf_value_type_name(a.elem_type), r.remaining(), r.pos());
+  }
+  // Grow as elements actually parse, so memory tracks the bytes consumed.
+  a.items.reserve(static_cast<size_t>(std::min<uint64_t>(count, 4096)));
+  for (uint64_t i = 0; i < count; ++i) a.items.push_back(read_value(r, a.elem_type, depth + 1));
+  return a;
+}
+
+GgufValue read_value(Reader& r, GgufValueType t, int depth) {
+  GgufValue v;
+  v.type = t;
+  switch (t) {
+    case GgufValueType::UINT8: v.value = uint64_t{r.read<uint8_t>("UINT8 value")}; break;
+    case GgufValueType::INT8: v.value = int64_t{r.read<int8_t>("INT8 value")}; break;
+    case GgufValueType::UINT16: v.value = uint64_t{r.read<uint16_t>("UINT16 value")}; break;
+    case GgufValueType::INT16: v.value = int64_t{r.read<int16_t>("INT16 value")}; break;
+    case GgufValueType::UINT32: v.value = uint64_t{r.read<uint32_t>("UINT32 value")}; break;
+    case GgufValueType::INT32: v.value = int64_t{r.read<int32_t>("INT32 value")}; break;
+    case GgufValueType::UINT64: v.value = r.read<uint64_t>("UINT64 value"); break;
+    case GgufValueType::INT64: v.value = r.read<int64_t>("INT64 value"); break;
+    case GgufValueType::FLOAT32: v.value = double{r.read<float>("FLOAT32 value")}; break;
+    case GgufValueType::FLOAT64: v.value = r.read<double>("FLOAT64 value"); break;
+    case GgufValueType::BOOL: {
+      const auto b = r.read<uint8_t>("BOOL value");
+      if (b > 1) r.error("BOOL value {} at offset {} is not 0 or 1", b, r.pos() - 1);
+      v.value = b == 1;
+      break;
+    }
+    case GgufValueType::STRING: v.value = r.read_string("string value"); break;
+    case GgufValueType::ARRAY: v.value = read_array(r, depth); break;
+  }
+  return v;
+}
+
+uint32_t read_version(Reader& r) {
+  const auto version = r.read<uint32_t>("version");
+  if (version == 2 || version == 3) return version;
+  if (version == 1) {
+    r.error("GGUF version 1 is not supported (this reader handles versions 2 and 3)");
+  }
+  // gguf.cpp's own heuristic: a byte-swapped small version has zero low bits.
+  if (version != 0 && (version & 0xFFFF) == 0) {
+    r.error("version field {:#x} looks byte-swapped: big-endian GGUF files are not supported",
+            version);
+  }
+  r.error("unsupported GGUF version {} (this reader handles versions 2 and 3)", version);
+}
+
+std::string magic_display(std::span<const uint8_t> bytes) {
+  std::string out;
+  for (size_t i = 0; i < 4; ++i) out += fmt::format("{}{:02x}", i ? " " : "", bytes[i]);
+  return out;
+}
+
+// Element count and byte size of a tensor, with every multiplication overflow-checked.
+void compute_sizes(Reader& r, const TypeTraits& tr, GgufTensor& t) {
+  if (t.ne[0] % tr.block_elems != 0) {
+    r.error("ne[0] = {} is not a multiple of the {} block size {}", t.ne[0], tr.name,
+            tr.block_elems);
+  }
+  uint64_t elems = 1;
+  uint64_t bytes = t.ne[0] / tr.block_elems * tr.block_bytes;  // ne[0] < 2^63: no overflow
+  for (size_t d = 0; d < t.ne.size(); ++d) {
+    if (!checked_mul(elems, t.ne[d], &elems) || elems > kInt64Max) {
+      r.error("element count overflows (shape too large)");
+    }
+    if (d > 0 && !checked_mul(bytes, t.ne[d], &bytes)) r.error("byte size overflows");
+  }
+  t.n_elements = elems;
+  t.n_bytes = bytes;
+}
+
+GgufTensor read_tensor_info(Reader& r, uint64_t index) {
+  r.set_context(fmt::format("tensor {}", index));
+  GgufTensor t;
+  t.name = r.read_string("tensor name");
+  r.set_context(fmt::format("tensor {} {}", index, quote_string(t.name, 80)));
+  if (t.name.size() >= kMaxNameBytes) {
+    r.error("name is {} bytes long; tensor names must be shorter than {} bytes", t.name.size(),
+            kMaxNameBytes);
+  }
+  const auto n_dims = r.read<uint32_t>("n_dims");
+  if (n_dims == 0 || n_dims > kMaxDims) r.error("n_dims is {}, must be 1 to {}", n_dims, kMaxDims);
+  t.ne.resize(n_dims);
+  for (uint32_t d = 0; d < n_dims; ++d) {
+    t.ne[d] = r.read<uint64_t>("dimension");
+    if (t.ne[d] > kInt64Max) r.error("ne[{}] = {} is negative as int64", d, t.ne[d]);
+  }
+  const auto type_id = r.read<uint32_t>("tensor type");
+  const auto tr = type_traits(type_id);
+  if (!tr) r.error("unknown or unsupported tensor type id {}", type_id);
+  t.type = tr->type;
+  t.offset = r.read<uint64_t>("tensor data offset");
+  compute_sizes(r, *tr, t);
+  return t;
+}
+
+}  // namespace
+
+// ---- value types ---------------------------------------------------------------------------
+
+std::string_view gguf_value_type_name(GgufValueType t) {
+  switch (t) {
+    case GgufValueType::UINT8: return "UINT8";
+    case GgufValueType::INT8: return "INT8";
+    case GgufValueType::UINT16: return "UINT16";
+    case GgufValueType::INT16: return "INT16";
+    case GgufValueType::UINT32: return "UINT32";
+    case GgufValueType::INT32: return "INT32";
+    case GgufValueType::FLOAT32: return "FLOAT32";
+    case GgufValueType::BOOL: return "BOOL";
+    case GgufValueType::STRING: return "STRING";
+    case GgufValueType::ARRAY: return "ARRAY";
+    case GgufValueType::UINT64: return "UINT64";
+    case GgufValueType::INT64: return "INT64";
+    case GgufValueType::FLOAT64: return "FLOAT64";
+  }
+  return "UNKNOWN";
+}
+
+std::string printable_string(std::string_view s) {
+  std::string out;
+  append_escaped(out, s, s.size());
+  return out;
+}
+
+bool GgufValue::is_integer() const { return is_unsigned_type(type) || is_signed_type(type); }
+
+int64_t GgufValue::as_int(const std::string& key_for_errors) const {
+  if (const auto* u = std::get_if<uint64_t>(&value); u && is_unsigned_type(type)) {
+    if (*u > kInt64Max) fail("metadata key '{}': value {} is too large", key_for_errors, *u);
+    return static_cast<int64_t>(*u);
+  }
+  if (const auto* i = std::get_if<int64_t>(&value); i && is_signed_type(type)) return *i;
+  fail("metadata key '{}' has type {}, expected an integer", key_for_errors,
+       gguf_value_type_name(type));
+}
+
+double GgufValue::as_float(const std::string& key_for_errors) const {
+  if (const auto* d = std::get_if<double>(&value); d && is_float_type(type)) return *d;
+  if (is_integer()) return static_cast<double>(as_int(key_for_errors));
+  fail("metadata key '{}' has type {}, expected a number", key_for_errors,
+       gguf_value_type_name(type));
+}
+
+const std::string& GgufValue::as_string(const std::string& key_for_errors) const {
+  if (const auto* s = std::get_if<std::string>(&value); s && type == GgufValueType::STRING) {
+    return *s;
+  }
+  fail("metadata key '{}' has type {}, expected STRING", key_for_errors,
+       gguf_value_type_name(type));
+}
+
+const GgufArray& GgufValue::as_array(const std::string& key_for_errors) const {
+  if (const auto* a = std::get_if<GgufArray>(&value); a && type == GgufValueType::ARRAY) return *a;
+  fail("metadata key '{}' has type {}, expected ARRAY", key_for_errors,
+       gguf_value_type_name(type));
+}
+
+bool GgufValue::as_bool(const std::string& key_for_errors) const {
+  if (const auto* b = std::get_if<bool>(&value); b && type == GgufValueType::BOOL) return *b;
+  fail("metadata key '{}' has type {}, expected BOOL", key_for_errors,
+       gguf_value_type_name(type));
+}
+
+std::string GgufValue::to_display_string(size_t max_items) const {
+  return display_value(*this, max_items, false);
+}
+
+// ---- GgufFile ------------------------------------------------------------------------------
+
+GgufFile GgufFile::open(const std::string& path) {
+  auto file = std::make_shared<MappedFile>(path);
+  GgufFile g = parse(file->bytes(), path);
+  g.file_ = std::move(file);
+  return g;
+}
+
+
+namespace {
+
+struct Counts {
+  uint64_t tensors = 0;
+  uint64_t kvs = 0;
+};
+
+// Both counts are checked against the bytes left, so neither can drive a huge loop or
+// allocation: every entry needs a minimum number of bytes.
+Counts read_counts(Reader& r) {
+  Counts c;
+  c.tensors = r.read<uint64_t>("tensor count");
+  c.kvs = r.read<uint64_t>("metadata count");
+  const uint64_t left = r.remaining();
+  if (c.kvs > left / kMinKvBytes) {
+    r.error("metadata count {} is impossible: each entry needs at least {} bytes and only {} "
+            "bytes follow the header",
+            c.kvs, kMinKvBytes, left);
+  }
+  if (c.tensors > left / kMinTensorInfoBytes) {
+    r.error("tensor count {} is impossible: each tensor entry needs at least {} bytes and only {} "
+            "bytes follow the header",
+            c.tensors, kMinTensorInfoBytes, left);
+  }
+  if (c.kvs * kMinKvBytes + c.tensors * kMinTensorInfoBytes > left) {
+    r.error("metadata count {} and tensor count {} cannot fit in the {} bytes that follow the "
+            "header",
+            c.kvs, c.tensors, left);
+  }
+  return c;
+}
+
+void read_metadata(Reader& r, uint64_t count, std::map<std::string, GgufValue>& metadata,
+                   std::vector<std::string>& key_order) {
+  for (uint64_t i = 0; i < count; ++i) {
+    r.set_context(fmt::format("metadata entry {}", i));
+    std::string key = r.read_string("key");
+    r.set_context(fmt::format("metadata entry {} {}", i, quote_string(key, 80)));
+    if (metadata.count(key) != 0) r.error("duplicate metadata key");
+    const GgufValueType type = read_value_type(r, "value type");
+    metadata.emplace(key, read_value(r, type, 1));
+    key_order.push_back(std::move(key));
+  }
+  r.set_context("");
+}
+
+uint32_t read_alignment(const Reader& r, const std::map<std::string, GgufValue>& metadata) {
+  const auto it = metadata.find("general.alignment");
+  if (it == metadata.end()) return kDefaultAlignment;
+  if (it->second.type != GgufValueType::UINT32) {
+    r.error("general.alignment has type {}, must be UINT32",
+            gguf_value_type_name(it->second.type));
+  }
+  const auto a = std::get<uint64_t>(it->second.value);
+  if (!is_power_of_two(a)) r.error("general.alignment = {} is not a power of two", a);
+  return static_cast<uint32_t>(a);
+}
+
+// Checks that a tensor's data lies, aligned, inside the file and points `data` at it.
+void locate_tensor_data(Reader& r, std::span<const uint8_t> bytes, uint64_t data_offset,
+                        uint32_t alignment, GgufTensor& t) {
+  r.set_context(fmt::format("tensor {}", quote_string(t.name, 80)));
+  if (t.offset % alignment != 0) {
+    r.error("data offset {} is not a multiple of the alignment {}", t.offset, alignment);
+  }
+  const uint64_t avail = bytes.size() > data_offset ? bytes.size() - data_offset : 0;
+  if (t.offset > avail || t.n_bytes > avail - t.offset) {
+    r.error("data (offset {} + {} bytes, after the data section start {}) extends beyond the "
+            "end of the {}-byte file",
+            t.offset, t.n_bytes, data_offset, bytes.size());
+  }
+  t.data = bytes.data() + data_offset + t.offset;
+}
+
+// The typed accessors prefix GgufValue's messages with the file name.
+template <typename F>
+auto with_file_context(const std::string& file, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    fail("{}: {}", file, e.what());
+  }
+}
+
+}  // namespace
+
+GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name_for_errors) {
+  GgufFile g;
+  g.source_name_ = name_for_errors;
+  Reader r(bytes, g.source_name_);
+  if (bytes.size() < 4) r.error("file is {} bytes long, too short to be a GGUF file", bytes.size());
+  if (r.read<uint32_t>("magic") != kGgufMagic) {
+    r.error("not a GGUF file (first bytes {}, expected 47 47 55 46 \"GGUF\")",
+            magic_display(bytes));
+  }
+  g.version_ = read_version(r);
+  const Counts counts = read_counts(r);
+  read_metadata(r, counts.kvs, g.metadata_, g.key_order_);
+  g.alignment_ = read_alignment(r, g.metadata_);
+
+  g.tensors_.reserve(static_cast<size_t>(counts.tensors));  // bounded by read_counts
+  for (uint64_t i = 0; i < counts.tensors; ++i) {
+    GgufTensor t = read_tensor_info(r, i);
+    if (!g.tensor_index_.emplace(t.name, g.tensors_.size()).second) r.error("duplicate tensor name");
+    g.tensors_.push_back(std::move(t));
+  }
+  g.data_offset_ = align_up(r.pos(), g.alignment_);
+  for (auto& t : g.tensors_) locate_tensor_data(r, bytes, g.data_offset_, g.alignment_, t);
+  return g;
+}
+
+const GgufValue* GgufFile::find(const std::string& key) const {
+  const auto it = metadata_.find(key);
+  return it == metadata_.end() ? nullptr : &it->second;
+}
+
+const GgufTensor* GgufFile::find_tensor(const std::string& name) const {
+  const auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+std::optional<int64_t> GgufFile::get_int(const std::string& key) const {
+  const GgufValue* v = find(key);
+  if (v == nullptr) return std::nullopt;
+  return with_file_context(source_name_, [&] { return v->as_int(key); });
+}
+
+std::optional<double> GgufFile::get_float(const std::string& key) const {
+  const GgufValue* v = find(key);
+  if (v == nullptr) return std::nullopt;
+  return with_file_context(source_name_, [&] { return v->as_float(key); });
+}
+
+std::optional<std::string> GgufFile::get_string(const std::string& key) const {
+  const GgufValue* v = find(key);
+  if (v == nullptr) return std::nullopt;
+  return with_file_context(source_name_, [&] { return v->as_string(key); });
+}
+
+int64_t GgufFile::require_int(const std::string& key) const {
+  if (auto v = get_int(key)) return *v;
+  fail("{}: missing metadata key {}", source_name_, key);
+}
+
+std::string GgufFile::require_string(const std::string& key) const {
+  if (auto v = get_string(key)) return *v;
+  fail("{}: missing metadata key {}", source_name_, key);
+}
+
+// ---- GgufWriter ----------------------------------------------------------------------------
+
+namespace {
+
+// Appends little-endian fields to a growing byte buffer.
+class ByteSink {
+ public:
+  template <typename T>
+  void put(T v) {
+    uint8_t b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    out_.insert(out_.end(), b, b + sizeof(T));
+  }
+  void put_bytes(std::span<const uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  void put_string(std::string_view s) {
+    put<uint64_t>(s.size());
+    out_.insert(out_.end(), s.begin(), s.end());
+  }
+  void zero_fill_to(uint64_t size) { out_.resize(static_cast<size_t>(size), 0); }
+  void pad_to(uint64_t alignment) { zero_fill_to(align_up(out_.size(), alignment)); }
+  uint64_t size() const { return out_.size(); }
+  std::vector<uint8_t> take() { return std::move(out_); }
+
+ private:
+  std::vector<uint8_t> out_;
+};
+
+[[noreturn]] void bad_value(std::string_view key, GgufValueType t) {
+  fail("GgufWriter: value of '{}' does not hold a valid {}", key, gguf_value_type_name(t));
+}
+
+template <typename T>
+void put_unsigned(ByteSink& out, const GgufValue& v, std::string_view key) {
+  const auto* u = std::get_if<uint64_t>(&v.value);
+  if (u == nullptr || *u > std::numeric_limits<T>::max()) bad_value(key, v.type);
+  out.put(static_cast<T>(*u));
+}
+
+template <typename T>
+void put_signed(ByteSink& out, const GgufValue& v, std::string_view key) {
+  const auto* i = std::get_if<int64_t>(&v.value);
+  if (i == nullptr || *i < std::numeric_limits<T>::min() || *i > std::numeric_limits<T>::max()) {
+    bad_value(key, v.type);
+  }
+  out.put(static_cast<T>(*i));
+}
+
+void write_value(ByteSink& out, const GgufValue& v, std::string_view key) {
+  switch (v.type) {
+    case GgufValueType::UINT8: put_unsigned<uint8_t>(out, v, key); return;
+    case GgufValueType::UINT16: put_unsigned<uint16_t>(out, v, key); return;
+    case GgufValueType::UINT32: put_unsigned<uint32_t>(out, v, key); return;
+    case GgufValueType::UINT64: put_unsigned<uint64_t>(out, v, key); return;
+    case GgufValueType::INT8: put_signed<int8_t>(out, v, key); return;
+    case GgufValueType::INT16: put_signed<int16_t>(out, v, key); return;
+    case GgufValueType::INT32: put_signed<int32_t>(out, v, key); return;
+    case GgufValueType::INT64: put_signed<int64_t>(out, v, key); return;
+    case GgufValueType::FLOAT32:
+    case GgufValueType::FLOAT64: {
+      const auto* d = std::get_if<double>(&v.value);
+      if (d == nullptr) bad_value(key, v.type);
+      if (v.type == GgufValueType::FLOAT32) {
+        out.put(static_cast<float>(*d));
+      } else {
+        out.put(*d);
+      }
+      return;
+    }
+    case GgufValueType::BOOL: {
+      const auto* b = std::get_if<bool>(&v.value);
+      if (b == nullptr) bad_value(key, v.type);
+      out.put(static_cast<uint8_t>(*b ? 1 : 0));
+      return;
+    }
+    case GgufValueType::STRING: {
+      const auto* s = std::get_if<std::string>(&v.value);
+      if (s == nullptr) bad_value(key, v.type);
+      out.put_string(*s);
+      return;
+    }
+    case GgufValueType::ARRAY: {
+      const auto* a = std::get_if<GgufArray>(&v.value);
+      if (a == nullptr) bad_value(key, v.type);
+      out.put(static_cast<uint32_t>(a->elem_type));
+      out.put<uint64_t>(a->items.size());
+      for (const auto& item : a->items) {
+        if (item.type != a->elem_type) {
+          fail("GgufWriter: array '{}' of {} holds a {} item", key,
+               gguf_value_type_name(a->elem_type), gguf_value_type_name(item.type));
+        }
+        write_value(out, item, key);
+      }
+      return;
+    }
+  }
+  fail("GgufWriter: value of '{}' has unknown type {}", key, static_cast<uint32_t>(v.type));
+}
+
+template <typename T, typename Convert>
+GgufValue make_array(GgufValueType elem_type, const std::vector<T>& v, Convert convert) {
+  GgufArray a;
+  a.elem_type = elem_type;
+  a.items.reserve(v.size());
+  for (const T& x : v) a.items.push_back(GgufValue{elem_type, convert(x)});
+  return GgufValue{GgufValueType::ARRAY, std::move(a)};
+}
+
+}  // namespace
+
+void GgufWriter::set(const std::string& key, GgufValue value) {
+  for (auto& [k, v] : kv_) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  kv_.emplace_back(key, std::move(value));
+}
+
+void GgufWriter::set_u32(const std::string& key, uint32_t v) {
+  set(key, GgufValue{GgufValueType::UINT32, uint64_t{v}});
+}
+
+void GgufWriter::set_f32(const std::string& key, float v) {
+  set(key, GgufValue{GgufValueType::FLOAT32, double{v}});
+}
+
+void GgufWriter::set_string(const std::string& key, const std::string& v) {
+  set(key, GgufValue{GgufValueType::STRING, v});
+}
+
+void GgufWriter::set_bool(const std::string& key, bool v) {
+  set(key, GgufValue{GgufValueType::BOOL, v});
+}
+
+void GgufWriter::set_string_array(const std::string& key, const std::vector<std::string>& v) {
+  set(key, make_array(GgufValueType::STRING, v, [](const std::string& s) { return s; }));
+}
+
+void GgufWriter::set_f32_array(const std::string& key, const std::vector<float>& v) {
+  set(key, make_array(GgufValueType::FLOAT32, v, [](float f) { return double{f}; }));
+}
+
+void GgufWriter::set_i32_array(const std::string& key, const std::vector<int32_t>& v) {
+  set(key, make_array(GgufValueType::INT32, v, [](int32_t i) { return int64_t{i}; }));
+}
+
+void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type,
+                            std::span<const uint8_t> data) {
+  if (name.size() >= kMaxNameBytes) {
+    fail("GgufWriter: tensor name '{}' is {} bytes; names must be shorter than {}", name,
+         name.size(), kMaxNameBytes);
+  }
+  for (const auto& t : tensors_) {
+    if (t.name == name) fail("GgufWriter: duplicate tensor name '{}'", name);
+  }
+  if (ne.empty() || ne.size() > kMaxDims) {
+    fail("GgufWriter: tensor '{}' has {} dimensions, must be 1 to {}", name, ne.size(), kMaxDims);
+  }
+  const TypeTraits& tr = traits(type);
+  if (ne[0] % tr.block_elems != 0) {
+    fail("GgufWriter: tensor '{}' ne[0] = {} is not a multiple of the {} block size {}", name,
+         ne[0], tr.name, tr.block_elems);
+  }
+  uint64_t expected = ne[0] / tr.block_elems * tr.block_bytes;
+  for (size_t d = 1; d < ne.size(); ++d) {
+    if (!checked_mul(expected, ne[d], &expected)) fail("GgufWriter: tensor '{}' is too large", name);
+  }
+  if (data.size() != expected) {
+    fail("GgufWriter: tensor '{}' needs {} bytes of data, got {}", name, expected, data.size());
+  }
+  tensors_.push_back(PendingTensor{name, std::move(ne), static_cast<uint32_t>(type),
+                                   std::vector<uint8_t>(data.begin(), data.end()), std::nullopt});
+}
+
+void GgufWriter::add_tensor_info_unchecked(const std::string& name, std::vector<uint64_t> ne,
+                                           uint32_t type_id, uint64_t offset) {
+  tensors_.push_back(PendingTensor{name, std::move(ne), type_id, {}, offset});
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+  if (!is_power_of_two(alignment_)) {
+    fail("GgufWriter: alignment {} is not a power of two", alignment_);
+  }
+  auto kvs = kv_;
+  const bool has_alignment_key = std::any_of(
+      kvs.begin(), kvs.end(), [](const auto& kv) { return kv.first == "general.alignment"; });
+  if (alignment_ != kDefaultAlignment && !has_alignment_key) {
+    kvs.emplace_back("general.alignment", GgufValue{GgufValueType::UINT32, uint64_t{alignment_}});
+  }
+
+  ByteSink out;
+  out.put(kGgufMagic);
+  out.put(kWriteVersion);
+  out.put<uint64_t>(tensors_.size());
+  out.put<uint64_t>(kvs.size());
+  for (const auto& [key, value] : kvs) {
+    out.put_string(key);
+    out.put(static_cast<uint32_t>(value.type));
+    write_value(out, value, key);
+  }
+
+  // Tensors with data are laid out in order, each at an aligned offset.
+  std::vector<uint64_t> offsets;
+  uint64_t next = 0;
+  for (const auto& t : tensors_) {
+    if (t.fixed_offset) {
+      offsets.push_back(*t.fixed_offset);
+      continue;
+    }
+    offsets.push_back(align_up(next, alignment_));
+    next = offsets.back() + t.data.size();
+  }
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const auto& t = tensors_[i];
+    out.put_string(t.name);
+    out.put(static_cast<uint32_t>(t.ne.size()));
+    for (uint64_t n : t.ne) out.put(n);
+    out.put(t.type_id);
+    out.put(offsets[i]);
+  }
+  out.pad_to(alignment_);
+  const uint64_t data_start = out.size();
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (tensors_[i].fixed_offset) continue;
+    out.zero_fill_to(data_start + offsets[i]);
+    out.put_bytes(tensors_[i].data);
+  }
+  if (out.size() > data_start) out.pad_to(alignment_);  // ggml pads the last tensor too
+  return out.take();
+}
+
+void GgufWriter::write(const std::string& path) const {
+  const std::vector<uint8_t> bytes = to_bytes();
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) fail("{}: cannot create: {}", path, std::strerror(errno));
+  const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
+  const int write_errno = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (written != bytes.size()) fail("{}: write failed: {}", path, std::strerror(write_errno));
+  if (!closed) fail("{}: write failed: {}", path, std::strerror(errno));
+}
+
+}  // namespace h2o
