@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libhwy-dev
-  clang libclang-rt-14-dev gnuplot-nox
+  clang libclang-rt-14-dev gnuplot-nox jq
 )
 
 missing=()
