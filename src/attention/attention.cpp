@@ -9,7 +9,7 @@
 namespace h2o {
 
 void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
-               float* out, ThreadPool& pool) {
+               float* out, ThreadPool& pool, const AttentionObserver* observer, int layer) {
   const size_t hd = static_cast<size_t>(cfg.head_dim);
   const size_t qd = static_cast<size_t>(cfg.q_dim());
   const int group = cfg.group_size();
@@ -20,6 +20,7 @@ void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int
   pool.parallel_for(static_cast<size_t>(cfg.n_kv_heads), [&](size_t h_begin, size_t h_end) {
     std::vector<float> p(n);
     std::vector<uint32_t> visible(n);
+    std::vector<int32_t> visible_pos(observer ? n : 0);
     for (size_t h = h_begin; h < h_end; ++h) {
       const float* keys = kv.keys + h * kv.cap * hd;
       const float* values = kv.values + h * kv.cap * hd;
@@ -41,6 +42,11 @@ void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int
             p[j] = dot_f32(qv, kr, cfg.head_dim) / scale_div;
           }
           softmax(p.data(), static_cast<int>(m));
+          if (observer) {
+            for (size_t j = 0; j < m; ++j) visible_pos[j] = pos[visible[j]];
+            (*observer)(AttentionRow{layer, static_cast<int>(qh), static_cast<int>(h), q_pos[r], visible_pos.data(),
+                                     p.data(), static_cast<int>(m)});
+          }
           std::memset(o, 0, hd * sizeof(float));
           for (size_t j = 0; j < m; ++j) {
             const float* vr = values + visible[j] * hd;
@@ -52,7 +58,7 @@ void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int
         }
       }
     }
-  }, static_cast<size_t>(n_rows) * static_cast<size_t>(cfg.n_heads) * n * hd * 2);
+  }, observer ? 0 : static_cast<size_t>(n_rows) * static_cast<size_t>(cfg.n_heads) * n * hd * 2);
 }
 
 }  // namespace h2o

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "attention/attention_observer.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "model/config.h"
@@ -16,7 +17,8 @@ namespace h2o {
 // Query head j reads KV head j / group_size; row i sees the slots with pos <= q_pos[i].
 // If kv.mass is set, adds p(row, slot) summed over the group's heads and all rows;
 // if kv.last_row_mass is set, adds p(last row, slot) summed over the group's heads.
+// If `observer` is non-null, it sees every row's probabilities (single-threaded then).
 void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
-               float* out, ThreadPool& pool);
+               float* out, ThreadPool& pool, const AttentionObserver* observer = nullptr, int layer = 0);
 
 }  // namespace h2o

@@ -48,7 +48,8 @@ void LlamaForward::step(const int32_t* tokens, const int32_t* positions, int n_t
       rope(&k_[t * KVD], c.n_kv_heads, c.head_dim, c.rope_dim, positions[t], c.rope_base, c.rope_style);
     }
     cache.append(l, k_.data(), v_.data(), positions, n_tokens);
-    attention(c, q_.data(), positions, n_tokens, cache.layer_view(l), att_.data(), pool);
+    attention(c, q_.data(), positions, n_tokens, cache.layer_view(l), att_.data(), pool, observer_ ? &observer_ : nullptr,
+              l);
     cache.finish_step(l, tokens_seen);
     matmul(L.wo, att_.data(), n_tokens, xb_.data(), pool);
     for (size_t i = 0; i < T * D; ++i) x_[i] += xb_[i];

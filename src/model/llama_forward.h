@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "attention/attention_observer.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
@@ -21,10 +22,14 @@ class LlamaForward {
   void step(const int32_t* tokens, const int32_t* positions, int n_tokens, KvCache& cache, int64_t tokens_seen,
             bool all_rows, float* logits, ThreadPool& pool);
 
+  // Analysis hook: sees every attention row (see attention/attention_observer.h).
+  void set_attention_observer(AttentionObserver observer) { observer_ = std::move(observer); }
+
  private:
   void ensure_scratch(int n_tokens);
 
   const Model& model_;
+  AttentionObserver observer_;
   int scratch_rows_ = 0;
   // Activations, row-major per token.
   std::vector<float> x_;    // [T][dim] residual stream

@@ -41,6 +41,9 @@ class Session {
   size_t kv_bytes_peak() const { return cache_->peak_bytes(); }
   std::span<const float> last_logits() const { return last_logits_; }
 
+  // Analysis hook: every attention row of later steps is reported (single-threaded).
+  void set_attention_observer(AttentionObserver observer) { forward_.set_attention_observer(std::move(observer)); }
+
   // Starts a new sequence (keeps allocations).
   void reset();
 
