@@ -36,8 +36,10 @@ PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const 
     window.assign(1, bos);
     window.insert(window.end(), text_tokens.begin() + static_cast<long>(start),
                   text_tokens.begin() + static_cast<long>(start + n));
+    // Percentage budgets are of the window length, the same for every window (a short
+    // last window then simply never reaches the budget).
     SessionOptions so = opts.session;
-    so.expected_length = static_cast<int>(window.size());
+    so.expected_length = ctx;
     Session session(model, so);
     if (res.n_windows == 0) res.kv = session.kv();
     // The last token's logits predict nothing in this window: feed all but it.

@@ -15,7 +15,7 @@ namespace h2o {
 
 struct PerplexityOptions {
   int ctx = 0;                   // window length including BOS; 0 = the model's context length
-  SessionOptions session;        // KV policy (percentages resolve against each window's length)
+  SessionOptions session;        // KV policy (percentages are of the window length ctx)
   // Called after every window with (tokens scored so far, total tokens to score).
   std::function<void(size_t, size_t)> progress;
 };

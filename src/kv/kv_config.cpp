@@ -82,9 +82,14 @@ KvResolved resolve_kv(const KvSettings& s, int seq_len) {
   }
   if (s.policy == "sink") {
     if (s.sinks < 0) fail("--kv-sinks: must be at least 0, got {}", s.sinks);
-    if (s.sinks >= r.budget)
-      fail("--kv-sinks: {} sink slots leave no room in a budget of {}", s.sinks, r.budget);
     r.sinks = s.sinks;
+    if (s.sinks >= r.budget) {
+      // A percentage of a short sequence (an eval item, a text's last window) can resolve
+      // below the sink count: keep one slot for the window then. A count is a user error.
+      if (!s.budget->percent)
+        fail("--kv-sinks: {} sink slots leave no room in a budget of {}", s.sinks, r.budget);
+      r.sinks = r.budget - 1;
+    }
   }
   return r;
 }

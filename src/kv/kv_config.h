@@ -45,7 +45,8 @@ struct KvResolved {
 const std::vector<std::string>& kv_policy_names();
 
 // Checks the policy name and parameters and turns percentages into counts for a sequence
-// of `seq_len` tokens (0 if unknown). Throws h2o::Error with a clear message.
+// of `seq_len` tokens (0 if unknown). Throws h2o::Error with a clear message. With a
+// percentage budget that resolves to B <= sinks, the sink count is capped at B - 1.
 KvResolved resolve_kv(const KvSettings& s, int seq_len);
 
 }  // namespace h2o
