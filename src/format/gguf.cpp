@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <unordered_set>
 
 #include "common/check.h"
 #include "format/mapped_file.h"
@@ -198,8 +197,7 @@ class Reader {
 
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return bytes_.size() - pos_; }
-  const std::string& name() const { return name_; }
-  // What is being parsed ("metadata entry 3 ('general.name')"), for error messages.
+  // What is being parsed (`metadata entry 3 "general.name"`), for error messages.
   void set_context(std::string context) { context_ = std::move(context); }
 
   template <typename... Args>
@@ -322,12 +320,18 @@ void compute_sizes(Reader& r, const TypeTraits& tr, GgufTensor& t) {
             tr.block_elems);
   }
   uint64_t elems = 1;
-  uint64_t bytes = t.ne[0] / tr.block_elems * tr.block_bytes;  // ne[0] < 2^63: no overflow
+  uint64_t bytes = 0;
+  // A wrapped byte size would let a huge tensor pass the bounds check as a small one.
+  if (!checked_mul(t.ne[0] / tr.block_elems, tr.block_bytes, &bytes)) {
+    r.error("byte size overflows (shape too large)");
+  }
   for (size_t d = 0; d < t.ne.size(); ++d) {
     if (!checked_mul(elems, t.ne[d], &elems) || elems > kInt64Max) {
       r.error("element count overflows (shape too large)");
     }
-    if (d > 0 && !checked_mul(bytes, t.ne[d], &bytes)) r.error("byte size overflows");
+    if (d > 0 && !checked_mul(bytes, t.ne[d], &bytes)) {
+      r.error("byte size overflows (shape too large)");
+    }
   }
   t.n_elements = elems;
   t.n_bytes = bytes;
@@ -347,7 +351,7 @@ GgufTensor read_tensor_info(Reader& r, uint64_t index) {
   t.ne.resize(n_dims);
   for (uint32_t d = 0; d < n_dims; ++d) {
     t.ne[d] = r.read<uint64_t>("dimension");
-    if (t.ne[d] > kInt64Max) r.error("ne[{}] = {} is negative as int64", d, t.ne[d]);
+    if (t.ne[d] > kInt64Max) r.error("ne[{}] = {} is beyond the int64 range", d, t.ne[d]);
   }
   const auto type_id = r.read<uint32_t>("tensor type");
   const auto tr = type_traits(type_id);
@@ -455,18 +459,18 @@ Counts read_counts(Reader& r) {
   c.kvs = r.read<uint64_t>("metadata count");
   const uint64_t left = r.remaining();
   if (c.kvs > left / kMinKvBytes) {
-    r.error("metadata count {} is impossible: each entry needs at least {} bytes and only {} "
-            "bytes follow the header",
+    r.error("file truncated or corrupt: metadata count {} needs at least {} bytes per entry but "
+            "only {} bytes follow the header",
             c.kvs, kMinKvBytes, left);
   }
   if (c.tensors > left / kMinTensorInfoBytes) {
-    r.error("tensor count {} is impossible: each tensor entry needs at least {} bytes and only {} "
-            "bytes follow the header",
+    r.error("file truncated or corrupt: tensor count {} needs at least {} bytes per entry but "
+            "only {} bytes follow the header",
             c.tensors, kMinTensorInfoBytes, left);
   }
   if (c.kvs * kMinKvBytes + c.tensors * kMinTensorInfoBytes > left) {
-    r.error("metadata count {} and tensor count {} cannot fit in the {} bytes that follow the "
-            "header",
+    r.error("file truncated or corrupt: metadata count {} and tensor count {} cannot fit in the "
+            "{} bytes that follow the header",
             c.kvs, c.tensors, left);
   }
   return c;
@@ -692,7 +696,13 @@ GgufValue make_array(GgufValueType elem_type, const std::vector<T>& v, Convert c
   GgufArray a;
   a.elem_type = elem_type;
   a.items.reserve(v.size());
-  for (const T& x : v) a.items.push_back(GgufValue{elem_type, convert(x)});
+  for (const T& x : v) {
+    // Filled in place: moving a temporary GgufValue trips a GCC 12 -Wmaybe-uninitialized
+    // false positive inside std::variant at -O2.
+    GgufValue& item = a.items.emplace_back();
+    item.type = elem_type;
+    item.value = convert(x);
+  }
   return GgufValue{GgufValueType::ARRAY, std::move(a)};
 }
 
@@ -753,10 +763,10 @@ void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> ne, T
     fail("GgufWriter: tensor '{}' ne[0] = {} is not a multiple of the {} block size {}", name,
          ne[0], tr.name, tr.block_elems);
   }
-  uint64_t expected = ne[0] / tr.block_elems * tr.block_bytes;
-  for (size_t d = 1; d < ne.size(); ++d) {
-    if (!checked_mul(expected, ne[d], &expected)) fail("GgufWriter: tensor '{}' is too large", name);
-  }
+  uint64_t expected = 0;
+  bool ok = checked_mul(ne[0] / tr.block_elems, tr.block_bytes, &expected);
+  for (size_t d = 1; d < ne.size(); ++d) ok = ok && checked_mul(expected, ne[d], &expected);
+  if (!ok) fail("GgufWriter: tensor '{}' is too large", name);
   if (data.size() != expected) {
     fail("GgufWriter: tensor '{}' needs {} bytes of data, got {}", name, expected, data.size());
   }
