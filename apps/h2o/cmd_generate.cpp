@@ -24,6 +24,7 @@ struct GenerateFlags {
   int threads = 1;
   bool json = false;
   bool trace = false;
+  bool ignore_eos = false;
 };
 
 nlohmann::json kv_json(const KvResolved& kv) {
@@ -34,6 +35,7 @@ void run_generate(const GenerateFlags& f) {
   GenerateOptions opts;
   opts.prompt = f.prompt;
   opts.n_predict = f.n_predict;
+  opts.ignore_eos = f.ignore_eos;
   opts.sampling = {f.temp, f.top_k, f.top_p, f.seed};
   opts.sampling.validate();
   opts.session.kv = f.kv.settings();
@@ -97,6 +99,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("-s,--seed", f->seed, "Sampling seed")->capture_default_str();
   add_threads_flag(*cmd, f->threads);
   f->kv.add(*cmd);
+  cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past end-of-text tokens");
   cmd->add_flag("--json", f->json, "Print one JSON object (text, token ids, timings, KV bytes)");
   cmd->add_flag("--kv-trace", f->trace, "With --json: KV bytes after every generated token");
   cmd->callback([f] { run_generate(*f); });

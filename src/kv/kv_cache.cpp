@@ -8,11 +8,11 @@
 namespace h2o {
 
 KvCache::KvCache(const ModelConfig& cfg, const KvResolved& kv, int max_step)
-    : cfg_(cfg), kv_(kv), policy_(make_policy(kv)), max_step_(std::max(1, max_step)) {
+    : cfg_(cfg), kv_(kv), policy_(make_policy(kv)) {
   layers_.resize(static_cast<size_t>(cfg.n_layers));
-  if (kv_.budget > 0) {
+  if (kv_.budget > 0 && max_step > 0) {
     // Allocated once: budget plus the largest step, never more than the context holds.
-    reallocate(std::min(kv_.budget + max_step_, cfg.context_length));
+    reallocate(std::min(kv_.budget + max_step, cfg.context_length));
   }
   update_bytes();
 }
@@ -55,14 +55,13 @@ void KvCache::update_bytes() {
 void KvCache::begin_step(int n_tokens) {
   if (n_tokens <= 0) fail("internal: empty step");
   const int needed = layers_.front().n + n_tokens;
-  if (needed > cap_) {
-    if (kv_.budget > 0) {
-      // A step larger than declared: grow once to fit it (still bounded by budget + step).
-      reallocate(needed);
-      max_step_ = std::max(max_step_, n_tokens);
-    } else {
-      reallocate((needed + kPageSlots - 1) / kPageSlots * kPageSlots);
-    }
+  if (needed <= cap_) return;
+  if (kv_.budget > 0) {
+    // The largest step so far (usually the prompt) sets the size once: budget + step.
+    // Between steps a head holds at most B slots, so later steps up to that size fit.
+    reallocate(std::max(needed, std::min(kv_.budget + n_tokens, cfg_.context_length)));
+  } else {
+    reallocate((needed + kPageSlots - 1) / kPageSlots * kPageSlots);
   }
 }
 

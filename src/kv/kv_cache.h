@@ -7,8 +7,8 @@
 //   pos    [n_kv_heads][cap]             score  [n_kv_heads][cap]
 // Slots 0..n_slots(layer)-1 are live; their order is arbitrary (not by position).
 //
-// A bounded policy allocates budget + largest step slots once; `full` grows in pages of
-// kPageSlots as the sequence grows. Evicted slots are refilled in place by moving the
+// A bounded policy allocates budget + largest step slots once (at construction when the
+// prefill chunk is known, else at the first step); `full` grows in pages of kPageSlots. Evicted slots are refilled in place by moving the
 // last live slot into the hole: no per-step allocation, no compaction of the whole cache.
 //
 // Step protocol for every layer: begin_step() once, then per layer append() the step's
@@ -43,7 +43,9 @@ class KvCache {
  public:
   static constexpr int kPageSlots = 16;
 
-  // max_step: the largest number of tokens one step will append (the prefill chunk).
+  // max_step: the largest number of tokens one step will append (the prefill chunk), or 0
+  // if unknown: a bounded cache is then sized by its first step (budget + that step) and
+  // grows once if a later step is larger.
   KvCache(const ModelConfig& cfg, const KvResolved& kv, int max_step);
   ~KvCache();
   KvCache(const KvCache&) = delete;
@@ -89,7 +91,6 @@ class KvCache {
   ModelConfig cfg_;
   KvResolved kv_;
   std::unique_ptr<EvictionPolicy> policy_;
-  int max_step_ = 1;
   int cap_ = 0;
   std::vector<Layer> layers_;
   std::vector<float> mass_, last_mass_;  // scratch [n_kv_heads][cap], reused by every layer

@@ -41,7 +41,7 @@ GenerateResult generate(std::shared_ptr<const Model> model, const GenerateOption
   for (int i = 0; i < opts.n_predict; ++i) {
     const int32_t next = sampler.sample(logits);
     // llama2.c models separate stories with BOS; either marks the end of the text.
-    if (next == tok.eos_id() || next == tok.bos_id()) {
+    if (!opts.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
       res.stop_reason = "eos";
       break;
     }

@@ -16,6 +16,7 @@ namespace h2o {
 struct GenerateOptions {
   std::string prompt;
   int n_predict = 128;      // tokens to generate (stops earlier at EOS or the context end)
+  bool ignore_eos = false;  // keep generating past EOS/BOS (benchmarks, memory traces)
   SamplerParams sampling;
   SessionOptions session;   // KV policy and threads; expected_length is filled in
 };

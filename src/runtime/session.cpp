@@ -13,8 +13,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   const KvResolved kv = resolve_kv(opts.kv, opts.expected_length);
   pool_ = std::make_unique<ThreadPool>(opts.threads);
   chunk_ = opts.kv.prefill_chunk;
-  const int max_step = chunk_ > 0 ? chunk_ : std::max(1, std::min(opts.expected_length, c.context_length));
-  cache_ = std::make_unique<KvCache>(c, kv, max_step);
+  // With whole-prompt prefill the largest step is the prompt, unknown until it comes.
+  cache_ = std::make_unique<KvCache>(c, kv, chunk_);
   last_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
 }
 

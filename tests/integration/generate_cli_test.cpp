@@ -128,15 +128,15 @@ TEST(GenerateCli, HelpOnEverySubcommand) {
 
 TEST(GenerateCli, StopsAtTheContextLengthWithANotice) {
   const auto r = run_cli(generate_args({"-m", model_path("stories260K-f32.gguf")},
-                                       {"-p", "Once upon a time", "-n", "2000", "--temp", "0", "--kv-policy", "h2o",
-                                        "--kv-budget", "64", "--json"}));
+                                       {"-p", "Once upon a time", "-n", "2000", "--temp", "0", "--ignore-eos", "--kv-policy",
+                                        "h2o", "--kv-budget", "64", "--json"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["stop_reason"], "context");
   // 512 positions are fed; the token sampled from the last one is printed but never fed.
   EXPECT_EQ(j["n_prompt"].get<int>() + j["n_generated"].get<int>(), 512 + 1);
   const auto text = run_cli(generate_args({"-m", model_path("stories260K-f32.gguf")},
-                                          {"-p", "Once upon a time", "-n", "2000", "--temp", "0"}));
+                                          {"-p", "Once upon a time", "-n", "2000", "--temp", "0", "--ignore-eos"}));
   EXPECT_NE(text.err.find("notice: stopped at the model's context length (512 tokens)"), std::string::npos) << text.err;
 }
 
@@ -144,8 +144,8 @@ TEST(GenerateCli, StopsAtTheContextLengthWithANotice) {
 // full they grow with the sequence.
 TEST(GenerateCli, KvBytesAreFlatUnderH2oAndGrowUnderFull) {
   auto trace = [](const std::string& policy) {
-    std::vector<std::string> extra = {"-p", "Once upon a time", "-n", "480", "--temp", "0", "--kv-policy", policy,
-                                      "--json", "--kv-trace"};
+    std::vector<std::string> extra = {"-p", "Once upon a time", "-n", "480", "--temp", "0", "--ignore-eos",
+                                      "--kv-policy", policy, "--json", "--kv-trace"};
     if (policy != "full") extra.insert(extra.end(), {"--kv-budget", "64"});
     const auto r = run_cli(generate_args({"-m", model_path("stories260K-f32.gguf")}, extra));
     EXPECT_EQ(r.exit_code, 0) << r.err;
