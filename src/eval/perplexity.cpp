@@ -15,7 +15,7 @@ double token_nll(std::span<const float> logits, int32_t target) {
   return -(static_cast<double>(logits[static_cast<size_t>(target)]) - max - std::log(sum));
 }
 
-PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const int32_t> text_tokens,
+PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span<const int32_t> text_tokens,
                             const PerplexityOptions& opts) {
   const int model_ctx = model->config().context_length;
   const int ctx = opts.ctx > 0 ? opts.ctx : model_ctx;

@@ -32,7 +32,7 @@ struct PerplexityResult {
 };
 
 // Throws h2o::Error if ctx < 2 or beyond the model's context, or the text is empty.
-PerplexityResult perplexity(std::shared_ptr<const Model> model, std::span<const int32_t> text_tokens,
+PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span<const int32_t> text_tokens,
                             const PerplexityOptions& opts);
 
 // -log softmax(logits)[target], computed in double.

@@ -73,7 +73,7 @@ void KvCache::append(int layer, const float* k, const float* v, const int32_t* p
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     const size_t hb = static_cast<size_t>(h);
     for (int t = 0; t < n_tokens; ++t) {
-      const size_t slot = static_cast<size_t>(L.n + t);
+      const size_t slot = static_cast<size_t>(L.n) + static_cast<size_t>(t);
       const size_t src = static_cast<size_t>(t) * kvd + hb * hd;
       std::memcpy(&L.keys[(hb * cap + slot) * hd], k + src, hd * sizeof(float));
       std::memcpy(&L.values[(hb * cap + slot) * hd], v + src, hd * sizeof(float));

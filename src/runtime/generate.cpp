@@ -11,7 +11,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-GenerateResult generate(std::shared_ptr<const Model> model, const GenerateOptions& opts,
+GenerateResult generate(const std::shared_ptr<const Model>& model, const GenerateOptions& opts,
                         const std::function<void(std::string_view)>& on_text) {
   if (opts.n_predict < 0) fail("-n: must be >= 0, got {}", opts.n_predict);
   opts.sampling.validate();

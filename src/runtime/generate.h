@@ -37,7 +37,7 @@ struct GenerateResult {
 
 // `on_text` receives each piece of text as it is produced (the prompt's first). Throws
 // h2o::Error for bad settings or a prompt longer than the context.
-GenerateResult generate(std::shared_ptr<const Model> model, const GenerateOptions& opts,
+GenerateResult generate(const std::shared_ptr<const Model>& model, const GenerateOptions& opts,
                         const std::function<void(std::string_view)>& on_text = {});
 
 }  // namespace h2o
