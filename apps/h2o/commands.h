@@ -9,5 +9,10 @@ namespace h2o::cli {
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
+void register_analyze(CLI::App& app);
+void register_sweep(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace h2o::cli

@@ -15,6 +15,11 @@ int main(int argc, char** argv) {
   h2o::cli::register_inspect(app);
   h2o::cli::register_generate(app);
   h2o::cli::register_perplexity(app);
+  h2o::cli::register_analyze(app);
+  h2o::cli::register_sweep(app);
+  h2o::cli::register_eval(app);
+  h2o::cli::register_synth(app);
+  h2o::cli::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -600,6 +600,7 @@ namespace {
 // Appends little-endian fields to a growing byte buffer.
 class ByteSink {
  public:
+  explicit ByteSink(std::vector<uint8_t> start = {}) : out_(std::move(start)) {}
   template <typename T>
   void put(T v) {
     uint8_t b[sizeof(T)];
@@ -746,8 +747,8 @@ void GgufWriter::set_i32_array(const std::string& key, const std::vector<int32_t
   set(key, make_array(GgufValueType::INT32, v, [](int32_t i) { return int64_t{i}; }));
 }
 
-void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type,
-                            std::span<const uint8_t> data) {
+uint64_t GgufWriter::checked_tensor_bytes(const std::string& name, const std::vector<uint64_t>& ne,
+                                          TensorType type) const {
   if (name.size() >= kMaxNameBytes) {
     fail("GgufWriter: tensor name '{}' is {} bytes; names must be shorter than {}", name,
          name.size(), kMaxNameBytes);
@@ -767,19 +768,32 @@ void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> ne, T
   bool ok = checked_mul(ne[0] / tr.block_elems, tr.block_bytes, &expected);
   for (size_t d = 1; d < ne.size(); ++d) ok = ok && checked_mul(expected, ne[d], &expected);
   if (!ok) fail("GgufWriter: tensor '{}' is too large", name);
+  return expected;
+}
+
+void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type,
+                            std::span<const uint8_t> data) {
+  const uint64_t expected = checked_tensor_bytes(name, ne, type);
   if (data.size() != expected) {
     fail("GgufWriter: tensor '{}' needs {} bytes of data, got {}", name, expected, data.size());
   }
   tensors_.push_back(PendingTensor{name, std::move(ne), static_cast<uint32_t>(type),
-                                   std::vector<uint8_t>(data.begin(), data.end()), std::nullopt});
+                                   std::vector<uint8_t>(data.begin(), data.end()), std::nullopt,
+                                   expected, false});
+}
+
+void GgufWriter::declare_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type) {
+  const uint64_t n_bytes = checked_tensor_bytes(name, ne, type);
+  tensors_.push_back(
+      PendingTensor{name, std::move(ne), static_cast<uint32_t>(type), {}, std::nullopt, n_bytes, true});
 }
 
 void GgufWriter::add_tensor_info_unchecked(const std::string& name, std::vector<uint64_t> ne,
                                            uint32_t type_id, uint64_t offset) {
-  tensors_.push_back(PendingTensor{name, std::move(ne), type_id, {}, offset});
+  tensors_.push_back(PendingTensor{name, std::move(ne), type_id, {}, offset, 0, false});
 }
 
-std::vector<uint8_t> GgufWriter::to_bytes() const {
+std::vector<uint8_t> GgufWriter::header_bytes(std::vector<uint64_t>* offsets) const {
   if (!is_power_of_two(alignment_)) {
     fail("GgufWriter: alignment {} is not a power of two", alignment_);
   }
@@ -802,15 +816,15 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
   }
 
   // Tensors with data are laid out in order, each at an aligned offset.
-  std::vector<uint64_t> offsets;
+  offsets->clear();
   uint64_t next = 0;
   for (const auto& t : tensors_) {
     if (t.fixed_offset) {
-      offsets.push_back(*t.fixed_offset);
+      offsets->push_back(*t.fixed_offset);
       continue;
     }
-    offsets.push_back(align_up(next, alignment_));
-    next = offsets.back() + t.data.size();
+    offsets->push_back(align_up(next, alignment_));
+    next = offsets->back() + t.n_bytes;
   }
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const auto& t = tensors_[i];
@@ -818,9 +832,18 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
     out.put(static_cast<uint32_t>(t.ne.size()));
     for (uint64_t n : t.ne) out.put(n);
     out.put(t.type_id);
-    out.put(offsets[i]);
+    out.put((*offsets)[i]);
   }
   out.pad_to(alignment_);
+  return out.take();
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+  for (const auto& t : tensors_) {
+    if (t.streamed) fail("GgufWriter: tensor '{}' has no data here; use write_streamed()", t.name);
+  }
+  std::vector<uint64_t> offsets;
+  ByteSink out(header_bytes(&offsets));
   const uint64_t data_start = out.size();
   for (size_t i = 0; i < tensors_.size(); ++i) {
     if (tensors_[i].fixed_offset) continue;
@@ -840,6 +863,81 @@ void GgufWriter::write(const std::string& path) const {
   const bool closed = std::fclose(f) == 0;
   if (written != bytes.size()) fail("{}: write failed: {}", path, std::strerror(write_errno));
   if (!closed) fail("{}: write failed: {}", path, std::strerror(errno));
+}
+
+namespace {
+
+// A file being written front to back, counting its bytes; removed again unless commit()
+// succeeds, so a failed write leaves no truncated model behind.
+class StreamFile {
+ public:
+  explicit StreamFile(std::string path) : path_(std::move(path)), f_(std::fopen(path_.c_str(), "wb")) {
+    if (f_ == nullptr) fail("{}: cannot create: {}", path_, std::strerror(errno));
+  }
+  ~StreamFile() {
+    if (f_ != nullptr) {
+      std::fclose(f_);
+      std::remove(path_.c_str());
+    }
+  }
+  StreamFile(const StreamFile&) = delete;
+  StreamFile& operator=(const StreamFile&) = delete;
+
+  void put(std::span<const uint8_t> b) {
+    if (!b.empty() && std::fwrite(b.data(), 1, b.size(), f_) != b.size())
+      fail("{}: write failed: {}", path_, std::strerror(errno));
+    size_ += b.size();
+  }
+  void zero_fill_to(uint64_t size) {
+    static constexpr uint8_t kZeros[64] = {};
+    while (size_ < size) put(std::span(kZeros, static_cast<size_t>(std::min<uint64_t>(size - size_, sizeof kZeros))));
+  }
+  uint64_t size() const { return size_; }
+  void commit() {
+    std::FILE* f = f_;
+    f_ = nullptr;
+    if (std::fclose(f) != 0) {
+      const int err = errno;
+      std::remove(path_.c_str());
+      fail("{}: write failed: {}", path_, std::strerror(err));
+    }
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace
+
+void GgufWriter::write_streamed(const std::string& path,
+                                const std::function<void(size_t index, const DataSink& sink)>& produce) const {
+  std::vector<uint64_t> offsets;
+  const std::vector<uint8_t> header = header_bytes(&offsets);
+  StreamFile out(path);
+  out.put(header);
+  const uint64_t data_start = out.size();
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const PendingTensor& t = tensors_[i];
+    if (t.fixed_offset) continue;
+    out.zero_fill_to(data_start + offsets[i]);
+    if (!t.streamed) {
+      out.put(t.data);
+      continue;
+    }
+    uint64_t got = 0;
+    const DataSink sink = [&](std::span<const uint8_t> b) {
+      if (b.size() > t.n_bytes - got)
+        fail("GgufWriter: tensor '{}' was given more than its {} bytes", t.name, t.n_bytes);
+      got += b.size();
+      out.put(b);
+    };
+    produce(i, sink);
+    if (got != t.n_bytes) fail("GgufWriter: tensor '{}' needs {} bytes of data, got {}", t.name, t.n_bytes, got);
+  }
+  if (out.size() > data_start) out.zero_fill_to(align_up(out.size(), alignment_));
+  out.commit();
 }
 
 }  // namespace h2o

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -133,8 +134,21 @@ class GgufWriter {
   // and no checks). Only for building malformed files in tests and fuzz seeds.
   void add_tensor_info_unchecked(const std::string& name, std::vector<uint64_t> ne,
                                  uint32_t type_id, uint64_t offset);
+  // Declares a tensor whose data is not held here but produced while write_streamed()
+  // writes the file, so files larger than memory can be written (`h2o synth` of a 7B
+  // shape). Same checks as add_tensor. to_bytes() and write() refuse such a writer.
+  void declare_tensor(const std::string& name, std::vector<uint64_t> ne, TensorType type);
   std::vector<uint8_t> to_bytes() const;
   void write(const std::string& path) const;  // throws h2o::Error on I/O failure
+
+  // Receives a declared tensor's bytes, in pieces, in order.
+  using DataSink = std::function<void(std::span<const uint8_t>)>;
+  // Writes the file front to back without holding it in memory: tensors from add_tensor
+  // come from their copies; for a declared tensor, produce(index, sink) must pass exactly
+  // its bytes to `sink` (index counts every tensor in the order added). Throws h2o::Error
+  // on I/O failure or a wrong byte count, removing the partial file.
+  void write_streamed(const std::string& path,
+                      const std::function<void(size_t index, const DataSink& sink)>& produce) const;
 
  private:
   struct PendingTensor {
@@ -143,7 +157,15 @@ class GgufWriter {
     uint32_t type_id = 0;
     std::vector<uint8_t> data;
     std::optional<uint64_t> fixed_offset;  // set by add_tensor_info_unchecked (no data)
+    uint64_t n_bytes = 0;                  // data bytes (== data.size() unless streamed)
+    bool streamed = false;                 // set by declare_tensor (data produced later)
   };
+  // Checks a tensor for add_tensor/declare_tensor; returns its data size in bytes.
+  uint64_t checked_tensor_bytes(const std::string& name, const std::vector<uint64_t>& ne,
+                                TensorType type) const;
+  // Header, metadata and tensor table, zero-padded to the data section; fills the data
+  // offset of every tensor (relative to the data section).
+  std::vector<uint8_t> header_bytes(std::vector<uint64_t>* offsets) const;
   uint32_t alignment_;
   std::vector<std::pair<std::string, GgufValue>> kv_;
   std::vector<PendingTensor> tensors_;

@@ -1,34 +1,91 @@
 #include "kernels/matmul.h"
 
+#include <algorithm>
 #include <vector>
 
-#include "kernels/ops.h"
+#include "common/check.h"
+#include "kernels/dispatch.h"
+#include "kernels/reference.h"
 
 namespace h2o {
+namespace {
+
+// Rows per parallel task: a multiple of every kernel's row tile.
+constexpr size_t kRowGroup = 16;
+
+void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
+  const size_t groups = (rows + kRowGroup - 1) / kRowGroup;
+  pool.parallel_for(
+      groups, [&](size_t begin, size_t end) { fn(a, begin * kRowGroup, std::min(rows, end * kRowGroup)); },
+      rows * a.cols * a.n_tokens);
+}
+
+// Q4_K / Q6_K: no SIMD block kernel yet; decode each row, then the F32 kernel on it.
+void run_decoded_rows(const KernelTable& k, const Matrix& w, const GemmArgs& a, ThreadPool& pool) {
+  const auto rows = static_cast<size_t>(w.rows);
+  pool.parallel_for(
+      rows,
+      [&](size_t begin, size_t end) {
+        std::vector<float> decoded(a.cols);
+        GemmArgs one = a;
+        one.w = reinterpret_cast<const uint8_t*>(decoded.data());
+        one.row_bytes = 0;
+        for (size_t r = begin; r < end; ++r) {
+          dequantize_row(w.type, w.row(static_cast<int>(r)), decoded.data(), a.cols);
+          one.out = a.out + r;
+          k.gemm_f32(one, 0, 1);
+        }
+      },
+      rows * a.cols * a.n_tokens);
+}
+
+}  // namespace
 
 void matrix_row(const Matrix& w, int r, float* dst) {
   dequantize_row(w.type, w.row(r), dst, static_cast<size_t>(w.cols));
 }
 
 void matmul(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool) {
-  const auto cols = static_cast<size_t>(w.cols);
+  matmul(active_kernels(), w, x, n_tokens, out, pool);
+}
+
+void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool) {
+  if (k.reference) {
+    matmul_reference(w, x, n_tokens, out, pool);
+    return;
+  }
   const auto rows = static_cast<size_t>(w.rows);
-  pool.parallel_for(rows, [&](size_t begin, size_t end) {
-    std::vector<float> decoded;
-    if (w.type != TensorType::F32) decoded.resize(cols);
-    for (size_t r = begin; r < end; ++r) {
-      const float* wr = nullptr;
-      if (w.type == TensorType::F32) {
-        wr = reinterpret_cast<const float*>(w.row(static_cast<int>(r)));
-      } else {
-        dequantize_row(w.type, w.row(static_cast<int>(r)), decoded.data(), cols);
-        wr = decoded.data();
+  GemmArgs a;
+  a.w = w.data;
+  a.row_bytes = w.row_bytes;
+  a.cols = static_cast<size_t>(w.cols);
+  a.x = x;
+  a.n_tokens = static_cast<size_t>(n_tokens);
+  a.out = out;
+  a.out_stride = rows;
+  switch (w.type) {
+    case TensorType::F32:
+      return run_rows(k.gemm_f32, a, rows, pool);
+    case TensorType::F16:
+      return run_rows(k.gemm_f16, a, rows, pool);
+    case TensorType::BF16:
+      return run_rows(k.gemm_bf16, a, rows, pool);
+    case TensorType::Q8_0:
+    case TensorType::Q4_0: {
+      // Quantized once per call: [n_tokens][cols] values and [n_tokens][cols / 32] scales.
+      std::vector<int8_t> qs(a.n_tokens * a.cols);
+      std::vector<float> d(a.n_tokens * (a.cols / 32));
+      for (size_t t = 0; t < a.n_tokens; ++t) {
+        k.quantize_q8(x + t * a.cols, a.cols, qs.data() + t * a.cols, d.data() + t * (a.cols / 32));
       }
-      for (int t = 0; t < n_tokens; ++t) {
-        out[static_cast<size_t>(t) * rows + r] = dot_f32(wr, x + static_cast<size_t>(t) * cols, w.cols);
-      }
+      a.xq = Q8Activations{qs.data(), d.data()};
+      return run_rows(w.type == TensorType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0, a, rows, pool);
     }
-  }, rows * cols * static_cast<size_t>(n_tokens));
+    case TensorType::Q4_K:
+    case TensorType::Q6_K:
+      return run_decoded_rows(k, w, a, pool);
+  }
+  fail("cannot multiply by tensor type {}", static_cast<uint32_t>(w.type));
 }
 
 }  // namespace h2o

@@ -1,7 +1,11 @@
-// Matrix products of float activations with weights in their stored type.
-// This is the portable path: each output element is one float dot product with a fixed
-// summation order (dot_f32), computed by exactly one thread, so results are independent
-// of the thread count. Quantized rows are decoded to float first.
+// Matrix products of float activations with weights in their stored type, on the active
+// SIMD target (dispatch.h):
+//   F32, F16, BF16 weights: fused multiply-adds, F16/BF16 widened in registers;
+//   Q8_0, Q4_0 weights: activations quantized to Q8_0 once per call, integer block dots;
+//   Q4_K, Q6_K weights: each row decoded to float, then the F32 kernel.
+// With n_tokens > 1 the kernels tile rows x tokens so a weight block is loaded once for
+// several tokens. Each output element is computed by one thread in one fixed order, the
+// same for every token count and thread count. H2O_SIMD=scalar runs matmul_reference().
 #pragma once
 
 #include "common/thread_pool.h"
@@ -12,6 +16,11 @@ namespace h2o {
 // out[t][r] = sum_c w[r][c] * x[t][c]   for t < n_tokens, r < w.rows.
 // x: [n_tokens][w.cols], out: [n_tokens][w.rows].
 void matmul(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool);
+
+// The same with the kernels of a given target (kernels_for() in dispatch.h): tests and
+// benchmarks compare targets in one process.
+struct KernelTable;
+void matmul(const KernelTable& kernels, const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool);
 
 // Decodes row `r` of `w` into dst[w.cols] (embedding lookup).
 void matrix_row(const Matrix& w, int r, float* dst);

@@ -2,25 +2,21 @@
 
 #include <cmath>
 
+#include "kernels/dispatch.h"
+
 namespace h2o {
 
 // The float operations below follow llama2.c's run.c (powf, cosf, sinf, expf, sqrtf in
 // float); only dot products sum in eight lanes. Greedy output on stories260K matches the
 // reference text byte for byte (tested).
 
-// Eight independent partial sums (lanes), combined pairwise at the end: the compiler
-// vectorises this without -ffast-math because the summation order is explicit.
 float dot_f32(const float* a, const float* b, int n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) lane[j] += a[i + j] * b[i + j];
-  }
-  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
+  return active_kernels().dot_f32(a, b, static_cast<size_t>(n));
 }
 
+void axpy_f32(float a, const float* x, float* y, int n) {
+  active_kernels().axpy_f32(a, x, y, static_cast<size_t>(n));
+}
 
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
   float ss = 0.0f;

@@ -1,12 +1,18 @@
-// Element-wise and row-wise operations of the LLaMA forward pass (scalar reference).
+// Element-wise and row-wise operations of the LLaMA forward pass. dot_f32 and axpy_f32 run
+// on the active SIMD target (dispatch.h) with the same bits as their scalar references
+// (reference.h); the others are scalar.
 #pragma once
 
 #include "model/config.h"
 
 namespace h2o {
 
-// sum_i a[i] * b[i] in float, with a fixed summation order (eight lanes).
+// sum_i a[i] * b[i] in float, with a fixed summation order (eight lanes; see
+// dot_f32_reference). Attention's q.k.
 float dot_f32(const float* a, const float* b, int n);
+
+// y[i] += a * x[i] for i < n. Attention's value accumulation.
+void axpy_f32(float a, const float* x, float* y, int n);
 
 // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps), over n values.
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);

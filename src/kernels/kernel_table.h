@@ -1,0 +1,61 @@
+// The kernels of one SIMD target as plain function pointers. dispatch.cpp fills one table
+// per target this CPU runs from Highway's per-target tables (simd_float.cpp,
+// simd_quant.cpp); matmul.cpp and ops.cpp call through the active one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace h2o {
+
+// Activations quantized to Q8_0 blocks of 32 (llama.cpp's vec_dot_type for Q8_0 and Q4_0
+// weights), in two planes: qs[t][cols] int8 and d[t][cols / 32] float (the block's fp16
+// scale, widened). Values and scales are exactly those of quantize_row(Q8_0).
+struct Q8Activations {
+  const int8_t* qs = nullptr;
+  const float* d = nullptr;
+};
+
+// One call computes out[t * out_stride + r] = dot(row r of w, activation row t)
+// for r in [row_begin, row_end) and t < n_tokens.
+struct GemmArgs {
+  const uint8_t* w = nullptr;  // row r starts at w + r * row_bytes, in the weight type
+  size_t row_bytes = 0;
+  size_t cols = 0;
+  const float* x = nullptr;  // [n_tokens][cols] float activations (F32/F16/BF16 weights)
+  Q8Activations xq;          // quantized activations (Q8_0/Q4_0 weights)
+  size_t n_tokens = 0;
+  float* out = nullptr;
+  size_t out_stride = 0;
+};
+using GemmFn = void (*)(const GemmArgs& args, size_t row_begin, size_t row_end);
+
+struct KernelTable {
+  const char* name = "";
+  bool reference = false;  // the scalar reference: matmul() takes matmul_reference()
+
+  // sum a[i] * b[i]: eight lanes, multiply then add, combined as dot_f32_reference does
+  // (same bits on every target).
+  float (*dot_f32)(const float* a, const float* b, size_t n) = nullptr;
+  // y[i] += a * x[i] (same bits on every target).
+  void (*axpy_f32)(float a, const float* x, float* y, size_t n) = nullptr;
+  // n (a multiple of 32) floats -> Q8_0 values qs[n] and scales d[n / 32].
+  void (*quantize_q8)(const float* x, size_t n, int8_t* qs, float* d) = nullptr;
+
+  // Float activations: 16 lanes of fused multiply-adds, halving sum
+  // (dot_f32_fma16_lanes in reference.h).
+  GemmFn gemm_f32 = nullptr;
+  GemmFn gemm_f16 = nullptr;
+  GemmFn gemm_bf16 = nullptr;
+  // Q8_0 activations: exact int32 sums of 4 products, scaled into 16 float lanes
+  // (dot_q8_0_q8_lanes, dot_q4_0_q8_lanes in reference.h).
+  GemmFn gemm_q8_0 = nullptr;
+  GemmFn gemm_q4_0 = nullptr;
+};
+
+// Fill the SIMD entries of `table` with the kernels compiled for Highway target
+// `hwy_target` (one bit of HWY_TARGETS that this CPU supports).
+void fill_float_kernels(int64_t hwy_target, KernelTable& table);  // simd_float.cpp
+void fill_quant_kernels(int64_t hwy_target, KernelTable& table);  // simd_quant.cpp
+
+}  // namespace h2o

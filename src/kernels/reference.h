@@ -1,0 +1,40 @@
+// Scalar references of the kernels. dot_f32_reference, axpy_f32_reference and
+// matmul_reference are the engine's original portable code, run when H2O_SIMD=scalar; the
+// *_lanes references restate, one value at a time, the exact summation order of the SIMD
+// kernels so that tests can compare them bit for bit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/thread_pool.h"
+#include "model/weights.h"
+
+namespace h2o {
+
+// sum a[i] * b[i] in eight lanes (lane i % 8, multiply then add), lanes combined as
+// ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), then the n % 8 tail added in order.
+float dot_f32_reference(const float* a, const float* b, size_t n);
+
+// y[i] += a * x[i]
+void axpy_f32_reference(float a, const float* x, float* y, size_t n);
+
+// out[t][r] = dot_f32_reference(row r decoded to float, x[t]); rows split over the pool.
+void matmul_reference(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool);
+
+// The float kernels' order: lane i % 16 accumulates fma(w[i], x[i], lane); the 16 lanes are
+// summed by halving (lane j += lane j + 8, then j + 4, j + 2, j + 1).
+float dot_f32_fma16_lanes(const float* w, const float* x, size_t n);
+
+// quantize_row(Q8_0) of n floats (a multiple of 32), split into values qs[n] and widened
+// scales d[n / 32].
+void quantize_q8_reference(const float* x, size_t n, int8_t* qs, float* d);
+
+// The quantized kernels' order, for one weight row of `cols` values against Q8_0
+// activations (qs, d): for block b and j < 8, the exact sum p of the four products
+// 4j..4j+3 is added as lane[8 * (b % 2) + j] += (d_w * d[b]) * float(p) (no fusing); the
+// sixteen lanes are summed by halving.
+float dot_q8_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
+float dot_q4_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
+
+}  // namespace h2o

@@ -1,0 +1,205 @@
+// Float kernels for every compiled Highway target: dot_f32 and axpy_f32 (bit-identical to
+// their scalar references), and the matrix products with F32, F16 and BF16 weights, which
+// convert F16/BF16 in registers (no decoded row).
+//
+// Matrix products: 16 virtual lanes per output (kV vectors of N lanes, N = 4, 8 or 16),
+// lane i % 16 accumulates fused multiply-adds, then a halving sum. Each output value has
+// this one order whatever the target width, tile, token count or thread count, so AVX2 and
+// AVX-512 give the same bits (SSE4 and the portable fallback have no fused multiply-add
+// and round twice).
+//
+// Tiles: R weight rows x TT tokens; every weight vector is loaded once per tile and used for
+// TT tokens (the prefill GEMM), every activation vector once for R rows.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd_float.cpp"
+// clang-format off
+#include "kernels/strict_fp.h"  // first: see there
+#include "kernels/simd_config.h"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+// clang-format on
+
+#include <cstring>
+
+#include "kernels/kernel_table.h"
+#include "kernels/simd_sum-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace h2o::HWY_NAMESPACE {
+namespace {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// ---------------------------------------------------------------- dot_f32, axpy_f32
+
+// dot_f32_reference's order: eight lanes of multiply-then-add (never fused: the reference
+// is plain C++), combined as ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), then the tail in order.
+float DotF32(const float* a, const float* b, size_t n) {
+  const hn::CappedTag<float, 8> d;
+  constexpr size_t N = hn::MaxLanes(d), kV = 8 / N;
+  hn::Vec<decltype(d)> acc[kV];
+  for (auto& v : acc) v = hn::Zero(d);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t v = 0; v < kV; ++v) {
+      acc[v] = hn::Add(acc[v], hn::Mul(hn::LoadU(d, a + i + v * N), hn::LoadU(d, b + i + v * N)));
+    }
+  }
+  HWY_ALIGN float lane[8];
+  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * N);
+  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void AxpyF32(float a, const float* x, float* y, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto va = hn::Set(d, a);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Add(hn::LoadU(d, y + i), hn::Mul(va, hn::LoadU(d, x + i))), d, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// ---------------------------------------------------------------- matrix products
+
+// Vector shapes for the 16 virtual lanes: GEMM tiles use the widest vectors (up to 16
+// lanes); one token uses at most 8-lane (256-bit) vectors, measured faster on Zen 4 for
+// weights streamed from L3 or memory. Both sum in the same order.
+using DGemm = hn::CappedTag<float, 16>;
+using DMatvec = hn::CappedTag<float, 8>;
+
+template <class D>
+constexpr size_t kVecs = 16 / hn::MaxLanes(D());  // vectors per 16 virtual lanes
+
+// Tile shape: R * TT * kV accumulators plus R * kV weight vectors fit the register file
+// (16 vector registers below AVX-512, 32 with it).
+constexpr size_t kRowTile = kVecs<DGemm> == 1 ? 4 : kVecs<DGemm> == 2 ? 2 : 1;
+constexpr size_t kTokTile = kVecs<DGemm> == 1 ? 4 : 2;
+
+// Weight element types: load consecutive weights as one float vector of D.
+struct F32Weights {
+  using T = float;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const T* p) {
+    return hn::LoadU(d, p);
+  }
+};
+struct F16Weights {
+  using T = hwy::float16_t;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const T* p) {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+};
+struct BF16Weights {
+  using T = hwy::bfloat16_t;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const T* p) {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+};
+
+// acc[r][t] += w[r][i .. i+16) * x[t][i .. i+16), lane by lane.
+template <class D, class W, size_t R, size_t TT, size_t kV = kVecs<D>>
+HWY_INLINE void FmaStep(hn::Vec<D> (&acc)[R][TT][kV], const typename W::T* const (&w)[R], const float* const (&x)[TT],
+                        size_t i) {
+  const D d;
+  constexpr size_t kN = hn::MaxLanes(D());
+  hn::Vec<D> wv[R][kV];
+  for (size_t r = 0; r < R; ++r) {
+    for (size_t v = 0; v < kV; ++v) wv[r][v] = W::Load(d, w[r] + i + v * kN);
+  }
+  for (size_t t = 0; t < TT; ++t) {
+    for (size_t v = 0; v < kV; ++v) {
+      const hn::Vec<D> xv = hn::LoadU(d, x[t] + i + v * kN);
+      for (size_t r = 0; r < R; ++r) acc[r][t][v] = hn::MulAdd(wv[r][v], xv, acc[r][t][v]);
+    }
+  }
+}
+
+// Rows r0 .. r0+R against tokens t0 .. t0+TT.
+template <class D, class W, size_t R, size_t TT>
+HWY_INLINE void FloatTile(const GemmArgs& a, size_t r0, size_t t0) {
+  using T = typename W::T;
+  constexpr size_t kV = kVecs<D>;
+  const T* w[R];
+  const float* x[TT];
+  for (size_t r = 0; r < R; ++r) w[r] = reinterpret_cast<const T*>(a.w + (r0 + r) * a.row_bytes);
+  for (size_t t = 0; t < TT; ++t) x[t] = a.x + (t0 + t) * a.cols;
+  hn::Vec<D> acc[R][TT][kV];
+  for (auto& rt : acc) {
+    for (auto& t : rt) {
+      for (auto& v : t) v = hn::Zero(D());
+    }
+  }
+  const size_t full = a.cols / 16 * 16;
+  for (size_t i = 0; i < full; i += 16) FmaStep<D, W, R, TT>(acc, w, x, i);
+  if (const size_t rest = a.cols - full; rest != 0) {
+    // The last cols % 16 values, zero-padded to one more step (adds +0 to their lanes).
+    HWY_ALIGN T wpad[R][16] = {};
+    HWY_ALIGN float xpad[TT][16] = {};
+    const T* wp[R];
+    const float* xp[TT];
+    for (size_t r = 0; r < R; ++r) {
+      std::memcpy(wpad[r], w[r] + full, rest * sizeof(T));
+      wp[r] = wpad[r];
+    }
+    for (size_t t = 0; t < TT; ++t) {
+      std::memcpy(xpad[t], x[t] + full, rest * sizeof(float));
+      xp[t] = xpad[t];
+    }
+    FmaStep<D, W, R, TT>(acc, wp, xp, 0);
+  }
+  for (size_t t = 0; t < TT; ++t) {
+    for (size_t r = 0; r < R; ++r) a.out[(t0 + t) * a.out_stride + r0 + r] = HalvingSum<kV>(D(), acc[r][t]);
+  }
+}
+
+template <class W, size_t R>
+HWY_INLINE void FloatTokens(const GemmArgs& a, size_t r0) {
+  size_t t = 0;
+  for (; t + kTokTile <= a.n_tokens; t += kTokTile) FloatTile<DGemm, W, R, kTokTile>(a, r0, t);
+  for (; t < a.n_tokens; ++t) FloatTile<DGemm, W, R, 1>(a, r0, t);
+}
+
+// One token (decode) streams one weight row at a time: measured on Zen 4, reading several
+// rows at once slows products whose weights come from L3 or memory (books4M decode -30%);
+// row tiles pay off only where a weight vector is reused across tokens.
+template <class W>
+void FloatGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
+  if (a.n_tokens == 1) {
+    for (size_t r = row_begin; r < row_end; ++r) FloatTile<DMatvec, W, 1, 1>(a, r, 0);
+    return;
+  }
+  size_t r = row_begin;
+  for (; r + kRowTile <= row_end; r += kRowTile) FloatTokens<W, kRowTile>(a, r);
+  for (; r < row_end; ++r) FloatTokens<W, 1>(a, r);
+}
+
+}  // namespace
+
+void FillFloatKernels(KernelTable& t) {
+  t.dot_f32 = &DotF32;
+  t.axpy_f32 = &AxpyF32;
+  t.gemm_f32 = &FloatGemm<F32Weights>;
+  t.gemm_f16 = &FloatGemm<F16Weights>;
+  t.gemm_bf16 = &FloatGemm<BF16Weights>;
+}
+
+}  // namespace h2o::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "kernels/simd_index.h"
+
+namespace h2o {
+
+HWY_EXPORT(FillFloatKernels);
+
+void fill_float_kernels(int64_t hwy_target, KernelTable& table) {
+  HWY_DISPATCH_TABLE(FillFloatKernels)[simd_table_index(hwy_target)](table);
+}
+
+}  // namespace h2o
+#endif  // HWY_ONCE

@@ -1,0 +1,64 @@
+// Random-weight GGUF files of named LLaMA-family shapes, for speed measurements of shapes
+// whose real weights are not at hand (`h2o synth`). The weights are seeded noise, scaled
+// so that activations stay finite through every layer; the tokenizer is synthetic but a
+// valid `llama` (SentencePiece BPE) vocabulary, so Model::load and every command accept
+// the file. The text it generates is meaningless; only its speed and memory are real.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "format/tensor_type.h"
+
+namespace h2o {
+
+struct SynthShape {
+  std::string_view name;
+  std::string_view description;
+  int dim = 0;         // embedding width
+  int hidden_dim = 0;  // feed-forward width
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int vocab_size = 0;  // >= 259: <unk>, <s>, </s> and the 256 byte tokens come first
+  int context_length = 0;
+  float rope_base = 10000.0f;
+
+  uint64_t n_params() const;  // elements of every tensor written (untied output)
+};
+
+// tiny, tinyllama-1.1b, llama2-7b, mha-200m.
+const std::vector<SynthShape>& synth_shapes();
+// Throws h2o::Error naming the known shapes.
+const SynthShape& find_synth_shape(std::string_view name);
+// "f32", "f16", "bf16", "q8_0", "q4_0" (any case). Throws h2o::Error naming the choices.
+TensorType parse_synth_type(std::string_view name);
+
+struct SynthOptions {
+  std::string shape = "tiny";
+  TensorType type = TensorType::F32;  // of every matrix; norm vectors are always F32
+  uint64_t seed = 0;
+  int threads = 1;   // rows are generated in parallel; output is the same
+  std::string path;  // output .gguf
+};
+
+struct SynthResult {
+  const SynthShape* shape = nullptr;
+  size_t n_tensors = 0;
+  uint64_t n_params = 0;
+  uint64_t tensor_bytes = 0;  // data bytes of all tensors
+  uint64_t file_bytes = 0;
+};
+
+// Called now and then with the tensor bytes written so far and in total.
+using SynthProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
+// Writes the file tensor by tensor (memory stays at a few MiB whatever the shape).
+// Throws h2o::Error for an unknown shape, a type whose block size does not divide a row,
+// or an I/O failure (no partial file is left behind).
+SynthResult synthesize_model(const SynthOptions& opts, const SynthProgress& progress = {});
+
+}  // namespace h2o

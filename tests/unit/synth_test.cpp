@@ -1,0 +1,179 @@
+// `h2o synth` library side: the `tiny` shape in every writable type loads, tokenizes and
+// runs with finite logits; files are reproducible per seed and independent of the thread
+// count; the named shapes have their published sizes; bad names are h2o::Errors. Also the
+// GgufWriter streaming path the big shapes rely on.
+#include "model/synth.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "format/gguf.h"
+#include "format/inspect.h"
+#include "model/model.h"
+#include "runtime/session.h"
+
+namespace h2o {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + "h2o_synth_" + name; }
+
+Bytes read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string synth_tiny(TensorType type, uint64_t seed = 1, int threads = 1, const std::string& tag = "") {
+  SynthOptions o;
+  o.shape = "tiny";
+  o.type = type;
+  o.seed = seed;
+  o.threads = threads;
+  o.path = temp_path(std::string(traits(type).name) + tag + ".gguf");
+  synthesize_model(o);
+  return o.path;
+}
+
+bool all_finite(std::span<const float> v) {
+  for (float x : v) {
+    if (!std::isfinite(x)) return false;
+  }
+  return true;
+}
+
+TEST(Synth, TinyInEveryTypeLoadsRunsAndInspects) {
+  const SynthShape& shape = find_synth_shape("tiny");
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0}) {
+    SCOPED_TRACE(std::string(traits(type).name));
+    const std::string path = synth_tiny(type);
+    auto model = Model::load({path, ""});
+    const ModelConfig& c = model->config();
+    EXPECT_EQ(c.dim, shape.dim);
+    EXPECT_EQ(c.hidden_dim, shape.hidden_dim);
+    EXPECT_EQ(c.n_layers, shape.n_layers);
+    EXPECT_EQ(c.n_heads, shape.n_heads);
+    EXPECT_EQ(c.n_kv_heads, shape.n_kv_heads);
+    EXPECT_EQ(c.vocab_size, shape.vocab_size);
+    EXPECT_EQ(c.context_length, shape.context_length);
+    EXPECT_EQ(model->weights().layers[0].w_down.type, type);
+
+    // The synthetic vocabulary round-trips text, letters merging and the rest as bytes.
+    const Tokenizer& tok = model->tokenizer();
+    const std::vector<int32_t> ids = tok.encode("the cat, Ok?", true);
+    ASSERT_GE(ids.size(), 3u);
+    EXPECT_EQ(ids.front(), tok.bos_id());
+    EXPECT_EQ(tok.decode(std::span(ids).subspan(1), ids.front()), "the cat, Ok?");
+
+    // Prefill and a few decode steps give finite logits of some spread.
+    Session s(model, SessionOptions{});
+    std::span<const float> logits = s.feed(ids);
+    ASSERT_TRUE(all_finite(logits));
+    for (int i = 0; i < 4; ++i) {
+      const auto next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      logits = s.feed(std::span(&next, 1));
+      ASSERT_TRUE(all_finite(logits)) << "step " << i;
+    }
+    const auto [lo, hi] = std::minmax_element(logits.begin(), logits.end());
+    EXPECT_GT(*hi - *lo, 0.1f);
+
+    const InspectReport r = inspect_model(path);
+    EXPECT_EQ(r.tensors.size(), 3u + 9u * static_cast<size_t>(shape.n_layers));
+    EXPECT_EQ(r.total_params, shape.n_params());
+    std::filesystem::remove(path);
+  }
+}
+
+TEST(Synth, ReproducibleForASeedAndIndependentOfThreads) {
+  const Bytes a = read_bytes(synth_tiny(TensorType::Q4_0, 7, 1, "a"));
+  const Bytes b = read_bytes(synth_tiny(TensorType::Q4_0, 7, 3, "b"));
+  const Bytes c = read_bytes(synth_tiny(TensorType::Q4_0, 8, 1, "c"));
+  ASSERT_FALSE(a.empty());
+  EXPECT_TRUE(a == b);
+  EXPECT_EQ(a.size(), c.size());
+  EXPECT_FALSE(a == c);
+}
+
+TEST(Synth, NamedShapesHaveTheirPublishedSizes) {
+  const auto params = [](const char* name) { return static_cast<double>(find_synth_shape(name).n_params()) / 1e9; };
+  EXPECT_NEAR(params("tinyllama-1.1b"), 1.10, 0.02);
+  EXPECT_NEAR(params("llama2-7b"), 6.74, 0.02);
+  EXPECT_NEAR(params("mha-200m"), 0.22, 0.03);
+  const SynthShape& t = find_synth_shape("tinyllama-1.1b");
+  EXPECT_EQ(t.n_heads / t.n_kv_heads, 8);
+  const SynthShape& m = find_synth_shape("mha-200m");
+  EXPECT_EQ(m.n_heads, m.n_kv_heads);
+  for (const auto& s : synth_shapes()) {
+    EXPECT_EQ(s.dim % 32, 0) << s.name;
+    EXPECT_EQ(s.hidden_dim % 32, 0) << s.name;
+    EXPECT_GE(s.vocab_size, 259) << s.name;
+  }
+}
+
+TEST(Synth, BadNamesAreErrors) {
+  EXPECT_THROW(find_synth_shape("llama3-405b"), Error);
+  EXPECT_THROW(parse_synth_type("q4_k"), Error);
+  EXPECT_THROW(parse_synth_type(""), Error);
+  EXPECT_EQ(parse_synth_type("Q8_0"), TensorType::Q8_0);
+  EXPECT_EQ(parse_synth_type("bf16"), TensorType::BF16);
+  SynthOptions o;
+  o.shape = "nope";
+  o.path = temp_path("nope.gguf");
+  EXPECT_THROW(synthesize_model(o), Error);
+  EXPECT_FALSE(std::filesystem::exists(o.path));
+  o.shape = "tiny";
+  o.path = "/nonexistent-dir/x.gguf";
+  EXPECT_THROW(synthesize_model(o), Error);
+}
+
+// ---- GgufWriter::write_streamed --------------------------------------------------------
+
+Bytes f32_bytes(std::vector<float> v) {
+  Bytes b(v.size() * sizeof(float));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+TEST(GgufWriterStreaming, MatchesTheInMemoryWriterByteForByte) {
+  const Bytes t0 = f32_bytes({1, 2, 3}), t1 = f32_bytes({4, 5, 6, 7, 8, 9, 10, 11});
+  GgufWriter mem;
+  mem.set_string("general.architecture", "llama");
+  mem.add_tensor("a", {3}, TensorType::F32, t0);
+  mem.add_tensor("b", {4, 2}, TensorType::F32, t1);
+
+  GgufWriter streamed;
+  streamed.set_string("general.architecture", "llama");
+  streamed.add_tensor("a", {3}, TensorType::F32, t0);
+  streamed.declare_tensor("b", {4, 2}, TensorType::F32);
+  EXPECT_THROW(streamed.to_bytes(), Error);
+  const std::string path = temp_path("streamed.gguf");
+  streamed.write_streamed(path, [&](size_t index, const GgufWriter::DataSink& sink) {
+    EXPECT_EQ(index, 1u);
+    sink(std::span(t1).first(12));  // in pieces
+    sink(std::span(t1).subspan(12));
+  });
+  EXPECT_TRUE(read_bytes(path) == mem.to_bytes());
+  EXPECT_NO_THROW(GgufFile::open(path));
+  std::filesystem::remove(path);
+}
+
+TEST(GgufWriterStreaming, WrongByteCountIsAnErrorAndLeavesNoFile) {
+  GgufWriter w;
+  w.declare_tensor("b", {4}, TensorType::F32);
+  const std::string path = temp_path("short.gguf");
+  const Bytes few = f32_bytes({1, 2, 3});
+  EXPECT_THROW(w.write_streamed(path, [&](size_t, const GgufWriter::DataSink& sink) { sink(few); }), Error);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  const Bytes many = f32_bytes({1, 2, 3, 4, 5});
+  EXPECT_THROW(w.write_streamed(path, [&](size_t, const GgufWriter::DataSink& sink) { sink(many); }), Error);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+}  // namespace
+}  // namespace h2o
