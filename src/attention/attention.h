@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "attention/attention_observer.h"
 #include "common/thread_pool.h"
@@ -20,5 +21,18 @@ namespace h2o {
 // If `observer` is non-null, it sees every row's probabilities (single-threaded then).
 void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
                float* out, ThreadPool& pool, const AttentionObserver* observer = nullptr, int layer = 0);
+
+// One sequence's share of a batched step: its query rows and its own cache's layer view.
+struct AttentionJob {
+  const float* q = nullptr;        // [n_rows][n_heads*head_dim]
+  const int32_t* q_pos = nullptr;  // [n_rows]
+  int n_rows = 0;
+  KvLayerView kv;
+  float* out = nullptr;  // [n_rows][n_heads*head_dim]
+};
+
+// attention() for several sequences at once, parallel over (sequence, KV head). Each job
+// gets exactly the result attention() would give it alone.
+void attention_batch(const ModelConfig& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool);
 
 }  // namespace h2o

@@ -13,4 +13,11 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The request was valid but there is no room for it now (queue or sequence limit):
+// servers answer 429/503 instead of 400.
+class BusyError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace h2o

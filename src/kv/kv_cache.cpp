@@ -44,12 +44,30 @@ void KvCache::reallocate(int new_cap) {
   update_bytes();
 }
 
+size_t KvCache::bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap) {
+  const size_t c = static_cast<size_t>(cap), nkv = static_cast<size_t>(cfg.n_kv_heads);
+  const size_t per_slot = 2 * static_cast<size_t>(cfg.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
+  const ScoreNeed need = make_policy(kv)->score_need();
+  const size_t scratch = need == ScoreNeed::None ? 0 : nkv * c * sizeof(float);
+  return c * static_cast<size_t>(cfg.n_layers) * nkv * per_slot + scratch;
+}
+
 void KvCache::update_bytes() {
   const size_t per_slot = 2 * static_cast<size_t>(cfg_.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
-  bytes_ = static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.n_layers) * static_cast<size_t>(cfg_.n_kv_heads) *
-               per_slot +
-           (mass_.size() + last_mass_.size()) * sizeof(float);
+  bytes_ =
+      static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.n_layers) * static_cast<size_t>(cfg_.n_kv_heads) * per_slot +
+      (mass_.size() + last_mass_.size()) * sizeof(float);
   peak_bytes_ = std::max(peak_bytes_, bytes_);
+}
+
+void KvCache::shrink_to_step(int max_step) {
+  if (kv_.budget <= 0 || max_step <= 0) return;
+  const int target = std::min(kv_.budget + max_step, cfg_.context_length);
+  if (cap_ <= target) return;
+  for (const Layer& L : layers_) {
+    if (L.n > target) return;  // cannot happen between steps (n <= B), but never drop slots
+  }
+  reallocate(target);
 }
 
 void KvCache::begin_step(int n_tokens) {
@@ -123,7 +141,8 @@ void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, in
   view.n = L.n;
   victims_.clear();
   policy_->select_victims(view, EvictionSite{layer_index, kv_head, tokens_seen}, n_evict, victims_);
-  if (static_cast<int>(victims_.size()) != n_evict) fail("internal: policy chose {} victims, expected {}", victims_.size(), n_evict);
+  if (static_cast<int>(victims_.size()) != n_evict)
+    fail("internal: policy chose {} victims, expected {}", victims_.size(), n_evict);
   // Fill each hole with the last live slot; descending order keeps the moved slot live.
   std::sort(victims_.begin(), victims_.end(), std::greater<>());
   int n = L.n;
@@ -152,12 +171,12 @@ const float* KvCache::scores(int layer, int kv_head) const {
   return &layers_[static_cast<size_t>(layer)].score[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_)];
 }
 const float* KvCache::keys(int layer, int kv_head) const {
-  return &layers_[static_cast<size_t>(layer)].keys[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) *
-                                                     static_cast<size_t>(cfg_.head_dim)];
+  return &layers_[static_cast<size_t>(layer)]
+              .keys[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.head_dim)];
 }
 const float* KvCache::values(int layer, int kv_head) const {
-  return &layers_[static_cast<size_t>(layer)].values[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) *
-                                                       static_cast<size_t>(cfg_.head_dim)];
+  return &layers_[static_cast<size_t>(layer)]
+              .values[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.head_dim)];
 }
 
 }  // namespace h2o

@@ -8,8 +8,8 @@
 // Slots 0..n_slots(layer)-1 are live; their order is arbitrary (not by position).
 //
 // A bounded policy allocates budget + largest step slots once (at construction when the
-// prefill chunk is known, else at the first step); `full` grows in pages of kPageSlots. Evicted slots are refilled in place by moving the
-// last live slot into the hole: no per-step allocation, no compaction of the whole cache.
+// prefill chunk is known, else at the first step); `full` grows in pages of kPageSlots. Evicted slots are refilled in
+// place by moving the last live slot into the hole: no per-step allocation, no compaction of the whole cache.
 //
 // Step protocol for every layer: begin_step() once, then per layer append() the step's
 // T tokens, run attention over layer_view() (filling the stats the policy needs), and
@@ -35,8 +35,8 @@ struct KvLayerView {
   size_t cap = 0;                 // slot stride between heads
   int n = 0;                      // live slots per head
   // Statistics the policy asked for, [n_kv_heads][cap], zeroed by append(); null if not needed.
-  float* mass = nullptr;          // sum over the group's heads and the step's rows of p(row, slot)
-  float* last_row_mass = nullptr; // sum over the group's heads of p(last row, slot)
+  float* mass = nullptr;           // sum over the group's heads and the step's rows of p(row, slot)
+  float* last_row_mass = nullptr;  // sum over the group's heads of p(last row, slot)
 };
 
 class KvCache {
@@ -65,6 +65,14 @@ class KvCache {
 
   // Resets to an empty sequence (keeps the allocation).
   void clear();
+  // A bounded cache sized for a large step (the prompt) gives the extra slots back once
+  // later steps are at most max_step tokens (decoding: 1): capacity becomes B + max_step.
+  // No-op for `full` or when the cache is already that small.
+  void shrink_to_step(int max_step);
+
+  // Bytes a cache of `cap` slots per head takes for this model and policy (the same
+  // accounting as bytes()), for planning how many sequences fit a memory cap.
+  static size_t bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap);
 
   int n_slots(int layer) const { return layers_[static_cast<size_t>(layer)].n; }
   int capacity() const { return cap_; }

@@ -1,5 +1,7 @@
 #include "model/llama_forward.h"
 
+#include <cstring>
+
 #include "attention/attention.h"
 #include "common/check.h"
 #include "kernels/matmul.h"
@@ -24,18 +26,40 @@ void LlamaForward::ensure_scratch(int n_tokens) {
 
 void LlamaForward::step(const int32_t* tokens, const int32_t* positions, int n_tokens, KvCache& cache,
                         int64_t tokens_seen, bool all_rows, float* logits, ThreadPool& pool) {
+  const StepSegment seg{tokens, positions, n_tokens, &cache, tokens_seen, all_rows, logits};
+  step_batch(std::span(&seg, 1), pool);
+}
+
+void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool& pool) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
-  ensure_scratch(n_tokens);
-  const size_t T = static_cast<size_t>(n_tokens), D = static_cast<size_t>(c.dim);
-  const size_t QD = static_cast<size_t>(c.q_dim()), KVD = static_cast<size_t>(c.kv_dim());
-  const size_t HD = static_cast<size_t>(c.hidden_dim);
-
-  for (size_t t = 0; t < T; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) fail("token id {} is outside the vocabulary", tokens[t]);
-    matrix_row(w.token_embd, tokens[t], &x_[t * D]);
+  size_t total = 0;
+  for (const StepSegment& s : segments) {
+    if (s.n_tokens <= 0 || s.cache == nullptr) fail("internal: empty step segment");
+    total += static_cast<size_t>(s.n_tokens);
   }
-  cache.begin_step(n_tokens);
+  if (total == 0) return;
+  const int n_tokens = static_cast<int>(total);
+  ensure_scratch(n_tokens);
+  const size_t T = total, D = static_cast<size_t>(c.dim);
+  const size_t QD = static_cast<size_t>(c.q_dim()), KVD = static_cast<size_t>(c.kv_dim());
+  const size_t HD = static_cast<size_t>(c.hidden_dim), V = static_cast<size_t>(c.vocab_size);
+
+  // Stack the segments' rows: segment i owns rows [first[i], first[i] + n_tokens).
+  pos_.resize(T);
+  std::vector<size_t> first(segments.size());
+  for (size_t i = 0, row = 0; i < segments.size(); ++i) {
+    const StepSegment& s = segments[i];
+    first[i] = row;
+    for (int t = 0; t < s.n_tokens; ++t, ++row) {
+      const int32_t tok = s.tokens[t];
+      if (tok < 0 || tok >= c.vocab_size) fail("token id {} is outside the vocabulary", tok);
+      matrix_row(w.token_embd, tok, &x_[row * D]);
+      pos_[row] = s.positions[t];
+    }
+    s.cache->begin_step(s.n_tokens);
+  }
+  std::vector<AttentionJob> jobs(segments.size());
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
@@ -44,13 +68,21 @@ void LlamaForward::step(const int32_t* tokens, const int32_t* positions, int n_t
     matmul(L.wk, xb_.data(), n_tokens, k_.data(), pool);
     matmul(L.wv, xb_.data(), n_tokens, v_.data(), pool);
     for (size_t t = 0; t < T; ++t) {
-      rope(&q_[t * QD], c.n_heads, c.head_dim, c.rope_dim, positions[t], c.rope_base, c.rope_style);
-      rope(&k_[t * KVD], c.n_kv_heads, c.head_dim, c.rope_dim, positions[t], c.rope_base, c.rope_style);
+      rope(&q_[t * QD], c.n_heads, c.head_dim, c.rope_dim, pos_[t], c.rope_base, c.rope_style);
+      rope(&k_[t * KVD], c.n_kv_heads, c.head_dim, c.rope_dim, pos_[t], c.rope_base, c.rope_style);
     }
-    cache.append(l, k_.data(), v_.data(), positions, n_tokens);
-    attention(c, q_.data(), positions, n_tokens, cache.layer_view(l), att_.data(), pool, observer_ ? &observer_ : nullptr,
-              l);
-    cache.finish_step(l, tokens_seen);
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const StepSegment& s = segments[i];
+      s.cache->append(l, &k_[first[i] * KVD], &v_[first[i] * KVD], &pos_[first[i]], s.n_tokens);
+      jobs[i] =
+          AttentionJob{&q_[first[i] * QD], &pos_[first[i]], s.n_tokens, s.cache->layer_view(l), &att_[first[i] * QD]};
+    }
+    if (observer_) {
+      for (const AttentionJob& j : jobs) attention(c, j.q, j.q_pos, j.n_rows, j.kv, j.out, pool, &observer_, l);
+    } else {
+      attention_batch(c, jobs, pool);
+    }
+    for (const StepSegment& s : segments) s.cache->finish_step(l, s.tokens_seen);
     matmul(L.wo, att_.data(), n_tokens, xb_.data(), pool);
     for (size_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
 
@@ -62,9 +94,33 @@ void LlamaForward::step(const int32_t* tokens, const int32_t* positions, int n_t
     for (size_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
   }
 
-  const size_t first = all_rows ? 0 : T - 1;
-  for (size_t t = first; t < T; ++t) rmsnorm(&xb_[t * D], &x_[t * D], w.output_norm, c.dim, c.rms_eps);
-  matmul(w.output, &xb_[first * D], static_cast<int>(T - first), logits, pool);
+  // Logits only for the rows that want them, gathered so the output matrix is read once.
+  logit_rows_.clear();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const StepSegment& s = segments[i];
+    if (!s.logits) continue;
+    const size_t n = static_cast<size_t>(s.n_tokens);
+    for (size_t t = s.all_rows ? 0 : n - 1; t < n; ++t) logit_rows_.push_back(first[i] + t);
+  }
+  if (logit_rows_.empty()) return;
+  const size_t R = logit_rows_.size();
+  // xb_ rows 0..R-1: the wanted rows of the residual stream, normed.
+  for (size_t r = 0; r < R; ++r) rmsnorm(&xb_[r * D], &x_[logit_rows_[r] * D], w.output_norm, c.dim, c.rms_eps);
+  const bool single = segments.size() == 1;
+  float* out = single ? segments[0].logits : nullptr;
+  if (!single) {
+    logits_.resize(R * V);
+    out = logits_.data();
+  }
+  matmul(w.output, xb_.data(), static_cast<int>(R), out, pool);
+  if (single) return;
+  for (size_t i = 0, r = 0; i < segments.size(); ++i) {
+    const StepSegment& s = segments[i];
+    if (!s.logits) continue;
+    const size_t rows = s.all_rows ? static_cast<size_t>(s.n_tokens) : 1;
+    std::memcpy(s.logits, &logits_[r * V], rows * V * sizeof(float));
+    r += rows;
+  }
 }
 
 }  // namespace h2o

@@ -1,0 +1,219 @@
+#include "runtime/batch_engine.h"
+
+#include <algorithm>
+
+#include "common/check.h"
+#include "kv/kv_cache.h"
+
+namespace h2o {
+
+struct BatchEngine::Sequence {
+  uint64_t id = 0;
+  SequenceRequest req;
+  KvResolved kv;
+  std::unique_ptr<KvCache> cache;
+  Sampler sampler;
+  size_t fed = 0;     // prompt tokens already in the cache
+  int n_past = 0;     // tokens in the sequence so far (prompt fed + generated fed)
+  int generated = 0;  // tokens sampled
+  int32_t next = -1;  // the sampled token to feed in the next step (-1: still prefilling)
+  bool done = false;
+  std::string stop_reason;
+  // This step's rows.
+  std::vector<int32_t> step_tokens, step_pos;
+  bool wants_logits = false;
+
+  Sequence(uint64_t id_, SequenceRequest r, const KvResolved& resolved, const ModelConfig& cfg)
+      : id(id_), req(std::move(r)), kv(resolved), sampler(req.sampling) {
+    const int chunk = req.kv.prefill_chunk > 0
+                          ? std::min<int>(req.kv.prefill_chunk, static_cast<int>(req.prompt.size()))
+                          : static_cast<int>(req.prompt.size());
+    cache = std::make_unique<KvCache>(cfg, kv, chunk);
+  }
+  bool prefilling() const { return fed < req.prompt.size(); }
+};
+
+namespace {
+
+int expected_length(const ModelConfig& cfg, const SequenceRequest& req) {
+  const int64_t n = static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
+  return static_cast<int>(std::min<int64_t>(cfg.context_length, n));
+}
+
+}  // namespace
+
+void validate_request(const Model& model, const SequenceRequest& req) {
+  const ModelConfig& c = model.config();
+  if (req.prompt.empty()) fail("prompt is empty");
+  if (req.prompt.size() > static_cast<size_t>(c.context_length))
+    fail("prompt is {} tokens, longer than the model's context length {}", req.prompt.size(), c.context_length);
+  for (int32_t t : req.prompt) {
+    if (t < 0 || t >= c.vocab_size) fail("prompt token id {} is outside the vocabulary (size {})", t, c.vocab_size);
+  }
+  if (req.max_tokens < 0) fail("max_tokens: must be >= 0, got {}", req.max_tokens);
+  req.sampling.validate();
+  if (req.kv.prefill_chunk < 0) fail("prefill chunk: must be >= 1, got {}", req.kv.prefill_chunk);
+  (void)resolve_kv(req.kv, expected_length(c, req));
+}
+
+BatchEngine::BatchEngine(std::shared_ptr<const Model> model, const BatchOptions& opts)
+    : model_(std::move(model)), opts_(opts), forward_(*model_) {
+  if (opts_.threads < 1) fail("threads: must be >= 1, got {}", opts_.threads);
+  if (opts_.max_sequences < 1) fail("max sequences: must be >= 1, got {}", opts_.max_sequences);
+  if (opts_.max_step_tokens < 1) fail("max step tokens: must be >= 1, got {}", opts_.max_step_tokens);
+  pool_ = std::make_unique<ThreadPool>(opts_.threads);
+}
+
+BatchEngine::~BatchEngine() = default;
+
+uint64_t BatchEngine::add(SequenceRequest req) {
+  if (full()) throw BusyError(fmt::format("all {} sequence slots are in use", opts_.max_sequences));
+  validate_request(*model_, req);
+  const ModelConfig& c = model_->config();
+  const KvResolved kv = resolve_kv(req.kv, expected_length(c, req));
+  const uint64_t id = next_id_++;
+  seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), kv, c));
+  return id;
+}
+
+void BatchEngine::cancel(uint64_t id) {
+  std::erase_if(seqs_, [id](const std::unique_ptr<Sequence>& s) { return s->id == id; });
+}
+
+BatchEngine::Sequence* BatchEngine::find(uint64_t id) const {
+  for (const auto& s : seqs_) {
+    if (s->id == id) return s.get();
+  }
+  return nullptr;
+}
+
+size_t BatchEngine::kv_bytes(uint64_t id) const {
+  const Sequence* s = find(id);
+  return s ? s->cache->bytes() : 0;
+}
+
+size_t BatchEngine::kv_bytes_peak(uint64_t id) const {
+  const Sequence* s = find(id);
+  return s ? s->cache->peak_bytes() : 0;
+}
+
+KvResolved BatchEngine::kv_settings(uint64_t id) const {
+  const Sequence* s = find(id);
+  if (!s) fail("no sequence with id {}", id);
+  return s->kv;
+}
+
+BatchStats BatchEngine::stats() const {
+  BatchStats st;
+  st.sequences = static_cast<int>(seqs_.size());
+  for (const auto& s : seqs_) {
+    if (!s->prefilling()) ++st.decoding;
+    st.kv_bytes += s->cache->bytes();
+  }
+  st.steps = steps_;
+  st.prompt_tokens = prompt_tokens_;
+  st.generated_tokens = generated_tokens_;
+  return st;
+}
+
+std::vector<SequenceEvent> BatchEngine::step() {
+  std::vector<SequenceEvent> events;
+  const ModelConfig& c = model_->config();
+  const size_t V = static_cast<size_t>(c.vocab_size);
+
+  // Sequences that asked for no tokens finish as soon as their prompt is in (like generate).
+  // Pick this step's rows: every decoding sequence's next token, then whole prefill chunks
+  // in arrival order while they fit the step's prefill token limit (at least one chunk).
+  std::vector<Sequence*> rows;
+  int prefill_tokens = 0;
+  for (const auto& sp : seqs_) {
+    Sequence& s = *sp;
+    s.step_tokens.clear();
+    s.step_pos.clear();
+    s.wants_logits = false;
+    if (!s.prefilling()) {
+      s.step_tokens.push_back(s.next);
+      s.step_pos.push_back(s.n_past);
+      s.wants_logits = true;
+      rows.push_back(&s);
+    }
+  }
+  for (const auto& sp : seqs_) {
+    Sequence& s = *sp;
+    if (!s.prefilling()) continue;
+    const size_t left = s.req.prompt.size() - s.fed;
+    const size_t chunk =
+        s.req.kv.prefill_chunk > 0 ? std::min<size_t>(left, static_cast<size_t>(s.req.kv.prefill_chunk)) : left;
+    if (prefill_tokens > 0 && prefill_tokens + static_cast<int>(chunk) > opts_.max_step_tokens) continue;
+    for (size_t t = 0; t < chunk; ++t) {
+      s.step_tokens.push_back(s.req.prompt[s.fed + t]);
+      s.step_pos.push_back(s.n_past + static_cast<int>(t));
+    }
+    s.wants_logits = chunk == left;
+    prefill_tokens += static_cast<int>(chunk);
+    rows.push_back(&s);
+  }
+  if (rows.empty()) return events;
+
+  size_t n_logits = 0;
+  for (Sequence* s : rows) n_logits += s->wants_logits ? 1 : 0;
+  logits_.resize(n_logits * V);
+  std::vector<StepSegment> segments;
+  segments.reserve(rows.size());
+  for (size_t i = 0, li = 0; i < rows.size(); ++i) {
+    Sequence& s = *rows[i];
+    const int n = static_cast<int>(s.step_tokens.size());
+    float* logits = s.wants_logits ? &logits_[(li++) * V] : nullptr;
+    segments.push_back(StepSegment{s.step_tokens.data(), s.step_pos.data(), n, s.cache.get(),
+                                   s.n_past + static_cast<int64_t>(n), false, logits});
+  }
+  forward_.step_batch(segments, *pool_);
+  ++steps_;
+
+  // Advance every sequence in the step, then sample where a prompt is done or a token was fed.
+  const Tokenizer& tok = model_->tokenizer();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Sequence& s = *rows[i];
+    const int n = static_cast<int>(s.step_tokens.size());
+    const bool was_prefill = s.prefilling();
+    if (was_prefill) {
+      s.fed += static_cast<size_t>(n);
+      prompt_tokens_ += static_cast<uint64_t>(n);
+    }
+    s.n_past += n;
+    if (!segments[i].logits) continue;
+    if (was_prefill) s.cache->shrink_to_step(1);  // decoding appends one token per step from here
+    if (s.req.max_tokens == 0) {
+      s.done = true;
+      s.stop_reason = "length";
+      events.push_back({s.id, -1, true, s.stop_reason});
+      continue;
+    }
+    const int32_t next = s.sampler.sample(std::span<const float>(segments[i].logits, V));
+    // As in generate(): llama2.c models separate stories with BOS; either ends the text.
+    if (!s.req.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
+      s.done = true;
+      s.stop_reason = "eos";
+      events.push_back({s.id, -1, true, s.stop_reason});
+      continue;
+    }
+    ++s.generated;
+    ++generated_tokens_;
+    s.next = next;
+    SequenceEvent e{s.id, next, false, {}};
+    if (s.generated >= s.req.max_tokens) {
+      e.finished = true;
+      e.stop_reason = "length";
+    } else if (s.n_past >= c.context_length) {
+      e.finished = true;
+      e.stop_reason = "context";
+    }
+    s.done = e.finished;
+    s.stop_reason = e.stop_reason;
+    events.push_back(std::move(e));
+  }
+  std::erase_if(seqs_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+  return events;
+}
+
+}  // namespace h2o

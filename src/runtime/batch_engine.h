@@ -1,0 +1,108 @@
+// Continuous batching: many sequences advance together, one forward pass per step.
+//
+// Every step gathers one token from each decoding sequence and one prefill chunk (its
+// KvSettings::prefill_chunk, or the whole prompt) from as many prefilling sequences as fit
+// the step's token limit, runs them through LlamaForward::step_batch (the weights are read
+// once per step for all of them; attention runs per sequence over its own cache), then
+// samples the next token of every sequence whose prompt is done. Each sequence keeps its
+// own KV cache, policy state, positions and sampler, so its tokens are exactly those it
+// would get alone (the matmul kernels compute each row the same way for any row count).
+// Sequences join (add) and leave (finish, cancel) between steps; a finished or cancelled
+// sequence's KV cache is freed at once.
+//
+// Single-threaded: one thread calls add/cancel/step (batch_scheduler.h wraps it for many).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "kv/kv_config.h"
+#include "model/llama_forward.h"
+#include "model/model.h"
+#include "sampling/sampler.h"
+
+namespace h2o {
+
+struct SequenceRequest {
+  std::vector<int32_t> prompt;  // token ids, BOS included; 1 <= size <= context length
+  int max_tokens = 128;         // tokens to generate (>= 0)
+  bool ignore_eos = false;      // keep generating past EOS/BOS
+  SamplerParams sampling;
+  KvSettings kv;  // policy, budget (percentages resolve against prompt + max_tokens)
+};
+
+// What one step produced for one sequence.
+struct SequenceEvent {
+  uint64_t id = 0;
+  int32_t token = -1;       // the sampled token, or -1 when the event only finishes the sequence
+  bool finished = false;    // the sequence is done and has been removed from the engine
+  std::string stop_reason;  // when finished: "length", "eos" or "context"
+};
+
+struct BatchOptions {
+  int threads = 1;
+  int max_sequences = 16;     // sequences in flight at once (add() refuses more)
+  int max_step_tokens = 512;  // prefill tokens per step beyond the decoding rows (at least one chunk runs)
+};
+
+struct BatchStats {
+  int sequences = 0;  // in the engine (prefilling + decoding)
+  int decoding = 0;
+  size_t kv_bytes = 0;  // sum of the live sequences' caches
+  uint64_t steps = 0;
+  uint64_t prompt_tokens = 0;     // prefilled so far
+  uint64_t generated_tokens = 0;  // sampled so far
+};
+
+// Checks a request against a model without running it (the checks add() makes): prompt
+// non-empty, within the context and the vocabulary; max_tokens >= 0; sampling and KV
+// settings valid. Throws h2o::Error with a one-line message.
+void validate_request(const Model& model, const SequenceRequest& req);
+
+class BatchEngine {
+ public:
+  BatchEngine(std::shared_ptr<const Model> model, const BatchOptions& opts);
+  ~BatchEngine();
+  BatchEngine(const BatchEngine&) = delete;
+  BatchEngine& operator=(const BatchEngine&) = delete;
+
+  // Validates the request (KV settings, sampling, prompt length against the context,
+  // token ids) and queues it for the next step. Throws h2o::Error with a one-line message
+  // if the request is invalid or max_sequences are in flight. Returns the sequence's id.
+  uint64_t add(SequenceRequest req);
+  // Removes a sequence now and frees its KV cache. Unknown ids are ignored.
+  void cancel(uint64_t id);
+
+  bool empty() const { return seqs_.empty(); }
+  bool full() const { return static_cast<int>(seqs_.size()) >= opts_.max_sequences; }
+  // Runs one forward step over every sequence in the engine and returns, in sequence
+  // order, the token each one sampled and which finished. Empty if there is nothing to do.
+  std::vector<SequenceEvent> step();
+
+  BatchStats stats() const;
+  const Model& model() const { return *model_; }
+  const BatchOptions& options() const { return opts_; }
+  // KV bytes and the resolved settings of a live sequence (0 / throws if unknown).
+  size_t kv_bytes(uint64_t id) const;
+  size_t kv_bytes_peak(uint64_t id) const;
+  KvResolved kv_settings(uint64_t id) const;
+
+ private:
+  struct Sequence;
+  Sequence* find(uint64_t id) const;
+
+  std::shared_ptr<const Model> model_;
+  BatchOptions opts_;
+  std::unique_ptr<ThreadPool> pool_;
+  LlamaForward forward_;
+  std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
+  uint64_t next_id_ = 1;
+  uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;
+  std::vector<float> logits_;  // [rows that need logits][vocab]
+};
+
+}  // namespace h2o

@@ -1,0 +1,367 @@
+// Continuous batching (runtime/batch_engine.h, batch_scheduler.h) on the real stories260K
+// model: every sequence of a batch must get exactly the tokens it gets alone (generate()),
+// whatever joins, finishes or is cancelled around it.
+#include "runtime/batch_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "common/error.h"
+#include "runtime/batch_scheduler.h"
+#include "runtime/generate.h"
+#include "test_paths.h"
+
+namespace h2o {
+namespace {
+
+std::shared_ptr<const Model> stories() {
+  static const std::shared_ptr<const Model> m = Model::load({test::model_path("stories260K-f32.gguf"), ""});
+  return m;
+}
+
+// Prompts of mixed lengths: the first `words[i]` words of successive story paragraphs.
+std::vector<std::string> mixed_prompts(size_t n) {
+  std::ifstream in(test::shared_path("data/tinystories-valid.txt"));
+  std::vector<std::string> words;
+  std::string w;
+  while (words.size() < 4000 && in >> w) words.push_back(w);
+  const size_t lengths[] = {1, 3, 40, 7, 120, 2, 15, 60, 5, 90, 11, 30, 4, 75, 22, 9, 50, 2, 33, 8};
+  std::vector<std::string> out;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t len = lengths[i % std::size(lengths)];
+    std::string p;
+    for (size_t k = 0; k < len; ++k) p += (k ? " " : "") + words[(at + k) % words.size()];
+    at += len + 13;
+    out.push_back(p);
+  }
+  return out;
+}
+
+KvSettings kv_for(const std::string& policy, int chunk) {
+  KvSettings kv;
+  kv.policy = policy;
+  if (policy != "full") kv.budget = BudgetSpec{24, false};
+  if (policy == "h2o" || policy == "random") kv.recent = BudgetSpec{8, false};
+  kv.sinks = 2;
+  kv.prefill_chunk = chunk;
+  kv.seed = 7;
+  return kv;
+}
+
+struct Spec {
+  std::string prompt;
+  int max_tokens = 0;
+  bool ignore_eos = false;
+  KvSettings kv;
+};
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  std::string stop_reason;
+};
+
+Outcome alone(const Spec& s) {
+  GenerateOptions o;
+  o.prompt = s.prompt;
+  o.n_predict = s.max_tokens;
+  o.ignore_eos = s.ignore_eos;
+  o.sampling.temperature = 0.0f;
+  o.session.kv = s.kv;
+  o.session.threads = 1;
+  const GenerateResult r = generate(stories(), o);
+  return {r.tokens, r.stop_reason};
+}
+
+SequenceRequest request(const Spec& s) {
+  SequenceRequest r;
+  r.prompt = stories()->tokenizer().encode(s.prompt, true);
+  r.max_tokens = s.max_tokens;
+  r.ignore_eos = s.ignore_eos;
+  r.sampling.temperature = 0.0f;
+  r.kv = s.kv;
+  return r;
+}
+
+// Runs the engine until empty, adding specs[i] before step join_step[i].
+std::map<uint64_t, Outcome> run_engine(BatchEngine& e, const std::vector<Spec>& specs,
+                                       const std::vector<int>& join_step, std::vector<uint64_t>& ids,
+                                       int cancel_index = -1, int cancel_step = -1) {
+  std::map<uint64_t, Outcome> out;
+  ids.assign(specs.size(), 0);
+  for (int step = 0;; ++step) {
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (join_step[i] == step) ids[i] = e.add(request(specs[i]));
+    }
+    if (cancel_step == step) e.cancel(ids[static_cast<size_t>(cancel_index)]);
+    const bool more_to_join = std::any_of(join_step.begin(), join_step.end(), [&](int j) { return j > step; });
+    if (e.empty() && !more_to_join) break;
+    for (const SequenceEvent& ev : e.step()) {
+      if (ev.token >= 0) out[ev.id].tokens.push_back(ev.token);
+      if (ev.finished) out[ev.id].stop_reason = ev.stop_reason;
+    }
+  }
+  return out;
+}
+
+class BatchEquality : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
+  const std::string policy = GetParam();
+  const auto prompts = mixed_prompts(16);
+  std::vector<Spec> specs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    // Mixed prefill chunks (whole prompt, 7, 16) and lengths; half ignore EOS so they run long.
+    const int chunk = i % 3 == 0 ? 0 : (i % 3 == 1 ? 7 : 16);
+    specs.push_back({prompts[i], 20 + static_cast<int>(i % 5) * 9, i % 2 == 0, kv_for(policy, chunk)});
+  }
+  BatchOptions bo;
+  bo.max_sequences = 16;
+  bo.max_step_tokens = 48;  // forces prompts to be spread over steps, interleaved with decoding
+  BatchEngine engine(stories(), bo);
+  std::vector<uint64_t> ids;
+  const auto got = run_engine(engine, specs, std::vector<int>(specs.size(), 0), ids);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Outcome want = alone(specs[i]);
+    ASSERT_TRUE(got.count(ids[i])) << i;
+    EXPECT_EQ(got.at(ids[i]).tokens, want.tokens) << policy << " sequence " << i;
+    EXPECT_EQ(got.at(ids[i]).stop_reason, want.stop_reason) << policy << " sequence " << i;
+  }
+  EXPECT_TRUE(engine.empty());
+  EXPECT_EQ(engine.stats().kv_bytes, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryPolicy, BatchEquality,
+                         ::testing::Values("full", "window", "sink", "h2o", "tova", "random"));
+
+TEST(BatchEngine, SequencesJoinAndFinishAtDifferentSteps) {
+  const auto prompts = mixed_prompts(8);
+  std::vector<Spec> specs;
+  std::vector<int> joins;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    specs.push_back({prompts[i], 5 + static_cast<int>(i) * 6, true, kv_for(i % 2 ? "h2o" : "window", 8)});
+    joins.push_back(static_cast<int>(i) * 4);  // one joins every 4 steps, while others decode
+  }
+  BatchOptions bo;
+  bo.max_sequences = 8;
+  bo.max_step_tokens = 16;
+  BatchEngine engine(stories(), bo);
+  std::vector<uint64_t> ids;
+  const auto got = run_engine(engine, specs, joins, ids);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Outcome want = alone(specs[i]);
+    EXPECT_EQ(got.at(ids[i]).tokens, want.tokens) << i;
+    EXPECT_EQ(got.at(ids[i]).tokens.size(), static_cast<size_t>(specs[i].max_tokens)) << i;
+    EXPECT_EQ(got.at(ids[i]).stop_reason, "length");
+  }
+}
+
+TEST(BatchEngine, CancellingOneSequenceFreesItsCacheAndLeavesTheOthersAlone) {
+  const auto prompts = mixed_prompts(4);
+  std::vector<Spec> specs;
+  for (const auto& p : prompts) specs.push_back({p, 40, true, kv_for("h2o", 0)});
+  BatchEngine engine(stories(), BatchOptions{});
+  std::vector<uint64_t> ids(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) ids[i] = engine.add(request(specs[i]));
+  std::map<uint64_t, Outcome> got;
+  for (int step = 0; step < 10; ++step) {
+    for (const SequenceEvent& ev : engine.step()) got[ev.id].tokens.push_back(ev.token);
+  }
+  const size_t before = engine.stats().kv_bytes;
+  const size_t victim = engine.kv_bytes(ids[2]);
+  ASSERT_GT(victim, 0u);
+  engine.cancel(ids[2]);
+  EXPECT_EQ(engine.stats().kv_bytes, before - victim);
+  EXPECT_EQ(engine.stats().sequences, 3);
+  EXPECT_EQ(engine.kv_bytes(ids[2]), 0u);
+  while (!engine.empty()) {
+    for (const SequenceEvent& ev : engine.step()) {
+      EXPECT_NE(ev.id, ids[2]);
+      if (ev.token >= 0) got[ev.id].tokens.push_back(ev.token);
+    }
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (i == 2) {
+      EXPECT_EQ(got[ids[i]].tokens.size(), 10u);
+      continue;
+    }
+    EXPECT_EQ(got[ids[i]].tokens, alone(specs[i]).tokens) << i;
+  }
+}
+
+TEST(BatchEngine, PromptLongerThanTheContextFailsClearlyAndTheOthersComplete) {
+  const int ctx = stories()->config().context_length;
+  std::string long_prompt;
+  for (int i = 0; i < ctx; ++i) long_prompt += "Lily went to the park. ";
+  BatchEngine engine(stories(), BatchOptions{});
+  const auto prompts = mixed_prompts(3);
+  std::vector<uint64_t> ids;
+  ids.push_back(engine.add(request({prompts[0], 12, true, kv_for("h2o", 0)})));
+  try {
+    engine.add(request({long_prompt, 12, true, kv_for("h2o", 0)}));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("longer than the model's context length 512"), std::string::npos) << e.what();
+  }
+  ids.push_back(engine.add(request({prompts[1], 12, true, kv_for("h2o", 0)})));
+  std::map<uint64_t, int> counts;
+  while (!engine.empty()) {
+    for (const SequenceEvent& ev : engine.step()) counts[ev.id] += ev.token >= 0;
+  }
+  EXPECT_EQ(counts[ids[0]], 12);
+  EXPECT_EQ(counts[ids[1]], 12);
+}
+
+TEST(BatchEngine, SequenceAtTheContextEndStopsWithContext) {
+  const int ctx = stories()->config().context_length;
+  BatchEngine engine(stories(), BatchOptions{});
+  SequenceRequest r;
+  r.prompt.assign(static_cast<size_t>(ctx - 3), 100);
+  r.prompt[0] = stories()->tokenizer().bos_id();
+  r.max_tokens = 50;
+  r.ignore_eos = true;
+  r.sampling.temperature = 0.0f;
+  r.kv = kv_for("window", 64);
+  const uint64_t id = engine.add(r);
+  int n = 0;
+  std::string reason;
+  while (!engine.empty()) {
+    for (const SequenceEvent& ev : engine.step()) {
+      EXPECT_EQ(ev.id, id);
+      n += ev.token >= 0;
+      if (ev.finished) reason = ev.stop_reason;
+    }
+  }
+  EXPECT_EQ(n, 4);  // ctx - 3 prompt tokens, then 3 fed + 1 sampled at the end
+  EXPECT_EQ(reason, "context");
+}
+
+TEST(BatchEngine, BadRequestsAndLimitsAreRefusedWithClearErrors) {
+  BatchOptions bo;
+  bo.max_sequences = 1;
+  BatchEngine engine(stories(), bo);
+  SequenceRequest r = request({"Once upon a time", 4, false, kv_for("h2o", 0)});
+  SequenceRequest empty = r;
+  empty.prompt.clear();
+  EXPECT_THROW(engine.add(empty), Error);
+  SequenceRequest bad_token = r;
+  bad_token.prompt.push_back(100000);
+  EXPECT_THROW(engine.add(bad_token), Error);
+  SequenceRequest bad_kv = r;
+  bad_kv.kv.policy = "nope";
+  EXPECT_THROW(engine.add(bad_kv), Error);
+  SequenceRequest neg = r;
+  neg.max_tokens = -1;
+  EXPECT_THROW(engine.add(neg), Error);
+  engine.add(r);
+  EXPECT_THROW(engine.add(r), BusyError);
+}
+
+TEST(BatchEngine, BoundedCachesShrinkToBudgetAfterThePrompt) {
+  BatchEngine engine(stories(), BatchOptions{});
+  const auto prompts = mixed_prompts(5);
+  const uint64_t id = engine.add(request({prompts[4], 30, true, kv_for("h2o", 0)}));  // 120-word prompt
+  engine.step();  // the whole prompt in one step, then one token sampled
+  const KvResolved kv = engine.kv_settings(id);
+  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config(), kv, kv.budget + 1));
+  EXPECT_GT(engine.kv_bytes_peak(id), engine.kv_bytes(id));
+  for (int i = 0; i < 10; ++i) engine.step();
+  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config(), kv, kv.budget + 1));
+}
+
+// The scheduler: many threads submit; requests queue beyond the sequence limit; all finish
+// with the tokens they get alone; cancel and shutdown work from other threads.
+TEST(BatchScheduler, ConcurrentSubmissionsQueueAndMatchGeneratingAlone) {
+  SchedulerOptions so;
+  so.batch.max_sequences = 4;
+  so.max_queue = 32;
+  BatchScheduler sched(stories(), so);
+  const auto prompts = mixed_prompts(12);
+  std::vector<Spec> specs;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    specs.push_back({prompts[i], 10 + static_cast<int>(i), false, kv_for(i % 2 ? "tova" : "h2o", 0)});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<uint64_t, Outcome> got;
+  int finished = 0;
+  std::vector<uint64_t> ids;
+  for (const Spec& s : specs) {
+    ids.push_back(sched.submit(request(s), [&](const SequenceEvent& ev) {
+      std::lock_guard lock(mu);
+      if (ev.token >= 0) got[ev.id].tokens.push_back(ev.token);
+      if (ev.finished) {
+        got[ev.id].stop_reason = ev.stop_reason;
+        ++finished;
+        cv.notify_all();
+      }
+    }));
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(
+        cv.wait_for(lock, std::chrono::seconds(120), [&] { return finished == static_cast<int>(specs.size()); }));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Outcome want = alone(specs[i]);
+    EXPECT_EQ(got[ids[i]].tokens, want.tokens) << i;
+    EXPECT_EQ(got[ids[i]].stop_reason, want.stop_reason) << i;
+  }
+  const SchedulerStats st = sched.stats();
+  EXPECT_EQ(st.submitted, specs.size());
+  EXPECT_EQ(st.completed, specs.size());
+  EXPECT_EQ(st.queued, 0);
+  EXPECT_EQ(st.engine.kv_bytes, 0u);
+}
+
+TEST(BatchScheduler, CancelQueueLimitAndShutdown) {
+  SchedulerOptions so;
+  so.batch.max_sequences = 1;
+  so.max_queue = 1;
+  BatchScheduler sched(stories(), so);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<uint64_t, std::string> reasons;
+  std::map<uint64_t, int> tokens;
+  auto cb = [&](const SequenceEvent& ev) {
+    std::lock_guard lock(mu);
+    tokens[ev.id] += ev.token >= 0;
+    if (ev.finished) reasons[ev.id] = ev.stop_reason;
+    cv.notify_all();
+  };
+  const uint64_t a = sched.submit(request({"Once upon a time", 400, true, kv_for("h2o", 0)}), cb);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return tokens[a] > 0; }));
+  }
+  const uint64_t b = sched.submit(request({"Tom had a dog", 5, true, kv_for("window", 0)}), cb);  // queued
+  EXPECT_THROW(sched.submit(request({"Sue", 5, true, kv_for("window", 0)}), cb), BusyError);
+  EXPECT_THROW(sched.submit(request({"", 5, true, kv_for("nope", 0)}), cb), Error);
+  sched.cancel(a);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return reasons.count(a) && reasons.count(b); }));
+  }
+  EXPECT_EQ(reasons[a], "cancelled");
+  EXPECT_LT(tokens[a], 400);
+  EXPECT_EQ(reasons[b], "length");
+  EXPECT_EQ(tokens[b], 5);
+  // Shutdown without finishing cancels what runs; later submissions are refused.
+  const uint64_t c = sched.submit(request({"Once upon a time", 400, true, kv_for("full", 0)}), cb);
+  sched.shutdown(false);
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(reasons[c].empty() ? "" : reasons[c], "cancelled");
+  }
+  EXPECT_THROW(sched.submit(request({"Sue", 5, true, kv_for("window", 0)}), cb), BusyError);
+}
+
+}  // namespace
+}  // namespace h2o
