@@ -1,5 +1,7 @@
 #include "cli_options.h"
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "common/check.h"
@@ -34,6 +36,15 @@ KvSettings KvFlags::settings() const {
   s.seed = seed;
   resolve_kv(s, 1000);  // validates names and relations now (1000: any length works for %)
   return s;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open text file", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail("{}: read error", path);
+  return ss.str();
 }
 
 int default_threads() {

@@ -30,6 +30,9 @@ struct KvFlags {
   KvSettings settings() const;
 };
 
+// A whole text file (prompts, evaluation text). Throws h2o::Error naming the path.
+std::string read_text_file(const std::string& path);
+
 // Default thread count: the machine's hardware threads (at least 1).
 int default_threads();
 void add_threads_flag(CLI::App& cmd, int& threads);

@@ -3,8 +3,6 @@
 // readable summary (or, with --json, the JSON summary) goes to stdout.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "cli_options.h"
 #include "commands.h"
@@ -27,17 +25,8 @@ struct AnalyzeFlags {
   int threads = 1;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path);
-  return ss.str();
-}
-
 void run_analyze(const AnalyzeFlags& f) {
-  const std::string text = read_text(f.file);
+  const std::string text = read_text_file(f.file);
   auto model = f.model.load();
   std::vector<int32_t> tokens = model->tokenizer().encode(text, false);
   if (tokens.size() > static_cast<size_t>(f.tokens)) tokens.resize(static_cast<size_t>(f.tokens));

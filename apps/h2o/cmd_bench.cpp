@@ -2,18 +2,28 @@
 // prefill/decode speed, time to first token, KV bytes and peak RSS of one model, as a
 // table (stdout) or one JSON object; `--bandwidth` adds (or, without -m, is only) a
 // STREAM-like memory-bandwidth probe. Progress goes to stderr.
+//
+// `h2o bench --throughput -m MODEL -p 2048 -n 512 --kv-memory 4GiB`: batched generation
+// under a KV memory cap, `full` against a bounded policy (default h2o 20%: 10% heavy +
+// 10% recent) side by side, with the ratio; --batch-sizes sweeps the batch size and
+// --plot draws throughput against it.
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "bench/bandwidth.h"
 #include "bench/bench.h"
+#include "bench/throughput.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "common/check.h"
+#include "plot/gnuplot.h"
+#include "progress.h"
 
 namespace h2o::cli {
 namespace {
@@ -31,9 +41,117 @@ struct BenchFlags {
   bool bandwidth = false;
   int bandwidth_mib = 256;
   bool json = false;
+  // --throughput
+  bool throughput = false;
+  std::string kv_memory = "4GiB";
+  int batch = 0;
+  std::string batch_sizes;
+  int max_step_tokens = 512;
+  std::string plot;
 };
 
+std::vector<int> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      fail("{}: expected comma-separated integers, got '{}'", flag, text);
+    }
+    if (used != item.size() || v < 1 || v > 4096)
+      fail("{}: each value must be an integer in [1, 4096], got '{}'", flag, item);
+    out.push_back(v);
+  }
+  if (out.empty()) fail("{}: empty list", flag);
+  return out;
+}
+
+// The two settings compared: full, and the user's bounded policy (default h2o 20% / 10% recent).
+std::vector<KvSettings> throughput_policies(const BenchFlags& f) {
+  KvSettings full = f.kv.settings();
+  KvSettings bounded = full;
+  full.policy = "full";
+  full.budget.reset();
+  full.recent.reset();
+  if (bounded.policy == "full") {
+    bounded.policy = "h2o";
+    bounded.budget = BudgetSpec::parse("20%", "--kv-budget");
+    bounded.recent = BudgetSpec::parse("10%", "--kv-recent");
+  }
+  return {full, bounded};
+}
+
+void run_throughput_command(const BenchFlags& f) {
+  if (f.model.empty()) fail("--throughput: -m/--model is required");
+  auto model = Model::load({f.model, f.tokenizer});
+  ThroughputOptions base;
+  base.n_prompt = f.n_prompt;
+  base.n_gen = f.n_gen;
+  base.kv_memory = parse_byte_size(f.kv_memory, "--kv-memory");
+  base.batch = f.batch;
+  base.threads = f.threads;
+  base.max_step_tokens = f.max_step_tokens;
+  base.seed = f.seed;
+  const std::vector<int> sizes =
+      f.batch_sizes.empty() ? std::vector<int>{f.batch} : parse_int_list(f.batch_sizes, "--batch-sizes");
+  std::vector<ThroughputResult> results;
+  for (const KvSettings& kv : throughput_policies(f)) {
+    for (int size : sizes) {
+      ThroughputOptions o = base;
+      o.kv = kv;
+      o.batch = size;
+      // In a sweep, sizes past the cap are skipped: that is where the policy runs out of memory.
+      const uint64_t need = plan_kv(model->config(), o).batch_bytes(size);
+      if (!f.batch_sizes.empty() && need > o.kv_memory) {
+        std::fprintf(stderr, "bench: %s batch %d needs %.1f MiB of KV, over the cap: skipped\n", kv.describe().c_str(),
+                     size, static_cast<double>(need) / 1048576.0);
+        continue;
+      }
+      ProgressBar bar(fmt::format("{} batch {}", kv.describe(), size > 0 ? std::to_string(size) : "fit"));
+      results.push_back(run_throughput(model, o, [&](uint64_t done, uint64_t total) { bar.update(done, total); }));
+      bar.finish();
+      std::fprintf(stderr, "bench: %s batch %d: %.1f tok/s\n", kv.describe().c_str(), results.back().batch,
+                   results.back().tokens_per_s);
+    }
+  }
+  if (results.empty()) fail("--throughput: no batch size fits the KV cap");
+  if (!f.plot.empty()) {
+    plot::LinePlot p;
+    p.title = fmt::format("Throughput vs batch size ({} + {} tokens, KV cap {})", f.n_prompt, f.n_gen, f.kv_memory);
+    p.x_label = "batch size (sequences)";
+    p.y_label = "generated tokens/s";
+    for (const KvSettings& kv : throughput_policies(f)) {
+      plot::Series s;
+      s.label = kv.describe();
+      for (const ThroughputResult& r : results) {
+        if (r.kv_description.rfind(kv.policy, 0) == 0) {
+          s.x.push_back(r.batch);
+          s.y.push_back(r.tokens_per_s);
+        }
+      }
+      if (!s.x.empty()) p.series.push_back(std::move(s));
+    }
+    const std::filesystem::path out(f.plot);
+    const std::string dir = out.has_parent_path() ? out.parent_path().string() : ".";
+    std::filesystem::create_directories(dir);
+    const plot::Figure fig = plot::render(p, dir, out.filename().string());
+    std::fprintf(stderr, "bench: wrote %s and %s\n", fig.svg.c_str(), fig.png.c_str());
+  }
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const ThroughputResult& r : results) j.push_back(throughput_to_json(r));
+    std::puts(j.dump(2).c_str());
+  } else {
+    std::fputs(throughput_to_text(results).c_str(), stdout);
+  }
+}
+
 void run_bench_command(const BenchFlags& f) {
+  if (f.throughput) return run_throughput_command(f);
   if (f.model.empty() && !f.bandwidth) fail("-m/--model is required (or --bandwidth alone for the memory probe)");
   std::optional<BenchResult> result;
   if (!f.model.empty()) {
@@ -102,6 +220,17 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(3, 1 << 16))
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
+  cmd->add_flag("--throughput", f->throughput,
+                "Batched generation under --kv-memory: full vs a bounded policy (default h2o 20%, 10% recent)");
+  cmd->add_option("--kv-memory", f->kv_memory, "With --throughput: cap on the sum of the sequences' KV caches")
+      ->capture_default_str();
+  cmd->add_option("--batch", f->batch, "With --throughput: sequences at once (default: as many as fit the cap)")
+      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--batch-sizes", f->batch_sizes, "With --throughput: comma-separated batch sizes to sweep");
+  cmd->add_option("--max-step-tokens", f->max_step_tokens, "With --throughput: prefill tokens per engine step")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--plot", f->plot, "With --throughput: write throughput vs batch size to PATH.svg/.png");
   cmd->callback([f] { run_bench_command(*f); });
 }
 

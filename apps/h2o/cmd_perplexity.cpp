@@ -2,9 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli_options.h"
 #include "commands.h"
@@ -26,21 +24,12 @@ struct PerplexityFlags {
   bool per_token = false;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path);
-  return ss.str();
-}
-
 void run_perplexity(const PerplexityFlags& f) {
   PerplexityOptions opts;
   opts.session.kv = f.kv.settings();
   opts.session.threads = f.threads;
   opts.ctx = f.ctx;
-  const std::string text = read_file(f.file);
+  const std::string text = read_text_file(f.file);
   auto model = f.model.load();
   std::vector<int32_t> tokens = model->tokenizer().encode(text, false);
   if (f.max_tokens > 0 && tokens.size() > static_cast<size_t>(f.max_tokens)) tokens.resize(static_cast<size_t>(f.max_tokens));

@@ -5,9 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "cli_options.h"
 #include "commands.h"
@@ -38,15 +36,6 @@ struct SweepFlags {
   bool no_plots = false;
   int threads = 1;
 };
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path);
-  return ss.str();
-}
 
 SweepGrid make_grid(const SweepFlags& f) {
   SweepGrid g;
@@ -80,7 +69,7 @@ void run_sweep(const SweepFlags& f) {
   SweepResult r;
   if (!f.text.empty()) {
     if (f.limit != 0 || f.num_fewshot != 0) fail("--limit/--num-fewshot: only for --task sweeps");
-    const std::string text = read_text(f.text);
+    const std::string text = read_text_file(f.text);
     auto model = f.model.load();
     std::vector<int32_t> tokens = model->tokenizer().encode(text, false);
     if (f.max_tokens > 0 && tokens.size() > static_cast<size_t>(f.max_tokens)) tokens.resize(static_cast<size_t>(f.max_tokens));

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   h2o::cli::register_eval(app);
   h2o::cli::register_synth(app);
   h2o::cli::register_bench(app);
+  h2o::cli::register_batch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

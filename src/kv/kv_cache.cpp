@@ -8,12 +8,8 @@
 namespace h2o {
 
 KvCache::KvCache(const ModelConfig& cfg, const KvResolved& kv, int max_step)
-    : cfg_(cfg), kv_(kv), policy_(make_policy(kv)) {
+    : cfg_(cfg), kv_(kv), policy_(make_policy(kv)), max_step_(std::max(0, max_step)) {
   layers_.resize(static_cast<size_t>(cfg.n_layers));
-  if (kv_.budget > 0 && max_step > 0) {
-    // Allocated once: budget plus the largest step, never more than the context holds.
-    reallocate(std::min(kv_.budget + max_step, cfg.context_length));
-  }
   update_bytes();
 }
 
@@ -75,7 +71,12 @@ void KvCache::begin_step(int n_tokens) {
   const int needed = layers_.front().n + n_tokens;
   if (needed <= cap_) return;
   if (kv_.budget > 0) {
-    // The largest step so far (usually the prompt) sets the size once: budget + step.
+    // The largest step (the prefill chunk if known, else the first step, usually the
+    // prompt) sets the size once: budget + step, never more than the context holds.
+    if (cap_ == 0 && max_step_ >= n_tokens) {
+      reallocate(std::min(kv_.budget + max_step_, cfg_.context_length));
+      return;
+    }
     // Between steps a head holds at most B slots, so later steps up to that size fit.
     reallocate(std::max(needed, std::min(kv_.budget + n_tokens, cfg_.context_length)));
   } else {

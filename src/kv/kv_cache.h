@@ -7,8 +7,8 @@
 //   pos    [n_kv_heads][cap]             score  [n_kv_heads][cap]
 // Slots 0..n_slots(layer)-1 are live; their order is arbitrary (not by position).
 //
-// A bounded policy allocates budget + largest step slots once (at construction when the
-// prefill chunk is known, else at the first step); `full` grows in pages of kPageSlots. Evicted slots are refilled in
+// A bounded policy allocates budget + largest step slots once, at the first step (a
+// sequence waiting in a batch holds no memory); `full` grows in pages of kPageSlots. Evicted slots are refilled in
 // place by moving the last live slot into the hole: no per-step allocation, no compaction of the whole cache.
 //
 // Step protocol for every layer: begin_step() once, then per layer append() the step's
@@ -100,6 +100,7 @@ class KvCache {
   KvResolved kv_;
   std::unique_ptr<EvictionPolicy> policy_;
   int cap_ = 0;
+  int max_step_ = 0;
   std::vector<Layer> layers_;
   std::vector<float> mass_, last_mass_;  // scratch [n_kv_heads][cap], reused by every layer
   std::vector<int> victims_;

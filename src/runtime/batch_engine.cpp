@@ -110,6 +110,7 @@ BatchStats BatchEngine::stats() const {
     if (!s->prefilling()) ++st.decoding;
     st.kv_bytes += s->cache->bytes();
   }
+  st.kv_bytes_in_step = kv_bytes_in_step_;
   st.steps = steps_;
   st.prompt_tokens = prompt_tokens_;
   st.generated_tokens = generated_tokens_;
@@ -169,9 +170,19 @@ std::vector<SequenceEvent> BatchEngine::step() {
   }
   forward_.step_batch(segments, *pool_);
   ++steps_;
+  kv_bytes_in_step_ = 0;
+  for (const auto& sp : seqs_) kv_bytes_in_step_ += sp->cache->bytes();
 
   // Advance every sequence in the step, then sample where a prompt is done or a token was fed.
   const Tokenizer& tok = model_->tokenizer();
+  const auto event = [](const Sequence& s, int32_t token, bool finished, const std::string& reason) {
+    SequenceEvent e{s.id, token, finished, reason};
+    e.n_prompt = static_cast<int>(s.req.prompt.size());
+    e.n_generated = s.generated;
+    e.kv_bytes = s.cache->bytes();
+    e.kv_bytes_peak = s.cache->peak_bytes();
+    return e;
+  };
   for (size_t i = 0; i < rows.size(); ++i) {
     Sequence& s = *rows[i];
     const int n = static_cast<int>(s.step_tokens.size());
@@ -186,7 +197,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     if (s.req.max_tokens == 0) {
       s.done = true;
       s.stop_reason = "length";
-      events.push_back({s.id, -1, true, s.stop_reason});
+      events.push_back(event(s, -1, true, s.stop_reason));
       continue;
     }
     const int32_t next = s.sampler.sample(std::span<const float>(segments[i].logits, V));
@@ -194,13 +205,13 @@ std::vector<SequenceEvent> BatchEngine::step() {
     if (!s.req.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
       s.done = true;
       s.stop_reason = "eos";
-      events.push_back({s.id, -1, true, s.stop_reason});
+      events.push_back(event(s, -1, true, s.stop_reason));
       continue;
     }
     ++s.generated;
     ++generated_tokens_;
     s.next = next;
-    SequenceEvent e{s.id, next, false, {}};
+    SequenceEvent e = event(s, next, false, {});
     if (s.generated >= s.req.max_tokens) {
       e.finished = true;
       e.stop_reason = "length";

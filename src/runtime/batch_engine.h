@@ -38,9 +38,13 @@ struct SequenceRequest {
 // What one step produced for one sequence.
 struct SequenceEvent {
   uint64_t id = 0;
-  int32_t token = -1;       // the sampled token, or -1 when the event only finishes the sequence
-  bool finished = false;    // the sequence is done and has been removed from the engine
-  std::string stop_reason;  // when finished: "length", "eos" or "context"
+  int32_t token = -1;        // the sampled token, or -1 when the event only finishes the sequence
+  bool finished = false;     // the sequence is done and has been removed from the engine
+  std::string stop_reason;   // when finished: "length", "eos" or "context"
+  int n_prompt = 0;          // the sequence's prompt tokens
+  int n_generated = 0;       // tokens sampled so far, this one included
+  size_t kv_bytes = 0;       // the sequence's KV cache after this step (freed right after a final event)
+  size_t kv_bytes_peak = 0;  // its largest so far
 };
 
 struct BatchOptions {
@@ -52,7 +56,8 @@ struct BatchOptions {
 struct BatchStats {
   int sequences = 0;  // in the engine (prefilling + decoding)
   int decoding = 0;
-  size_t kv_bytes = 0;  // sum of the live sequences' caches
+  size_t kv_bytes = 0;          // sum of the live sequences' caches
+  size_t kv_bytes_in_step = 0;  // that sum during the last step's forward pass (before frees and shrinks)
   uint64_t steps = 0;
   uint64_t prompt_tokens = 0;     // prefilled so far
   uint64_t generated_tokens = 0;  // sampled so far
@@ -102,6 +107,7 @@ class BatchEngine {
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
   uint64_t next_id_ = 1;
   uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;
+  size_t kv_bytes_in_step_ = 0;
   std::vector<float> logits_;  // [rows that need logits][vocab]
 };
 
