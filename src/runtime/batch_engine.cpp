@@ -23,17 +23,28 @@ struct BatchEngine::Sequence {
   std::vector<int32_t> step_tokens, step_pos;
   bool wants_logits = false;
 
-  Sequence(uint64_t id_, SequenceRequest r, const KvResolved& resolved, const ModelConfig& cfg)
-      : id(id_), req(std::move(r)), kv(resolved), sampler(req.sampling) {
-    const int chunk = req.kv.prefill_chunk > 0
-                          ? std::min<int>(req.kv.prefill_chunk, static_cast<int>(req.prompt.size()))
-                          : static_cast<int>(req.prompt.size());
+  int chunk = 0;  // prompt tokens per step
+
+  // `chunk`: the prompt tokens per step (the request's prefill chunk; see step_chunk()).
+  Sequence(uint64_t id_, SequenceRequest r, const KvResolved& resolved, const ModelConfig& cfg, int chunk_)
+      : id(id_), req(std::move(r)), kv(resolved), sampler(req.sampling), chunk(chunk_) {
     cache = std::make_unique<KvCache>(cfg, kv, chunk);
   }
   bool prefilling() const { return fed < req.prompt.size(); }
 };
 
 namespace {
+
+// Prompt tokens per step for a request: its prefill chunk; with none (whole prompt), a
+// `full` cache takes the engine's step limit instead, so a long prompt shares steps with
+// the decoding sequences. That changes nothing in its results (full attention sees the
+// same slots in the same order however the prompt is split); a bounded policy's step
+// boundaries are part of its semantics, so its whole prompt stays one step.
+int step_chunk(const SequenceRequest& req, const KvResolved& kv, int max_step_tokens) {
+  const int n = static_cast<int>(req.prompt.size());
+  if (req.kv.prefill_chunk > 0) return std::min(req.kv.prefill_chunk, n);
+  return kv.budget == 0 ? std::min(max_step_tokens, n) : n;
+}
 
 int expected_length(const ModelConfig& cfg, const SequenceRequest& req) {
   const int64_t n = static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
@@ -72,7 +83,8 @@ uint64_t BatchEngine::add(SequenceRequest req) {
   const ModelConfig& c = model_->config();
   const KvResolved kv = resolve_kv(req.kv, expected_length(c, req));
   const uint64_t id = next_id_++;
-  seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), kv, c));
+  const int chunk = step_chunk(req, kv, opts_.max_step_tokens);
+  seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), kv, c, chunk));
   return id;
 }
 
@@ -143,8 +155,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     Sequence& s = *sp;
     if (!s.prefilling()) continue;
     const size_t left = s.req.prompt.size() - s.fed;
-    const size_t chunk =
-        s.req.kv.prefill_chunk > 0 ? std::min<size_t>(left, static_cast<size_t>(s.req.kv.prefill_chunk)) : left;
+    const size_t chunk = std::min<size_t>(left, static_cast<size_t>(s.chunk));
     if (prefill_tokens > 0 && prefill_tokens + static_cast<int>(chunk) > opts_.max_step_tokens) continue;
     for (size_t t = 0; t < chunk; ++t) {
       s.step_tokens.push_back(s.req.prompt[s.fed + t]);

@@ -1,14 +1,14 @@
 // Continuous batching: many sequences advance together, one forward pass per step.
 //
 // Every step gathers one token from each decoding sequence and one prefill chunk (its
-// KvSettings::prefill_chunk, or the whole prompt) from as many prefilling sequences as fit
-// the step's token limit, runs them through LlamaForward::step_batch (the weights are read
-// once per step for all of them; attention runs per sequence over its own cache), then
-// samples the next token of every sequence whose prompt is done. Each sequence keeps its
-// own KV cache, policy state, positions and sampler, so its tokens are exactly those it
-// would get alone (the matmul kernels compute each row the same way for any row count).
-// Sequences join (add) and leave (finish, cancel) between steps; a finished or cancelled
-// sequence's KV cache is freed at once.
+// KvSettings::prefill_chunk; without one, the whole prompt for a bounded policy, whose
+// step boundaries are part of its semantics, and max_step_tokens for `full`, where they
+// change nothing) from as many prefilling sequences as fit the step's token limit, runs them through
+// LlamaForward::step_batch (the weights are read once per step for all of them; attention runs per sequence over its
+// own cache), then samples the next token of every sequence whose prompt is done. Each sequence keeps its own KV cache,
+// policy state, positions and sampler, so its tokens are exactly those it would get alone (the matmul kernels compute
+// each row the same way for any row count). Sequences join (add) and leave (finish, cancel) between steps; a finished
+// or cancelled sequence's KV cache is freed at once.
 //
 // Single-threaded: one thread calls add/cancel/step (batch_scheduler.h wraps it for many).
 #pragma once
