@@ -115,6 +115,12 @@ TEST(BatchCli, PromptLongerThanContextFailsAloneAndBadFlagsAreRefused) {
   EXPECT_NE(empty.exit_code, 0);
   EXPECT_NE(empty.err.find("no prompts"), std::string::npos) << empty.err;
   std::filesystem::remove(path);
+  // Flag validation errors exit 2 (CLI11's own codes are folded into it) and name the flag.
+  const auto zero = run_cli({"batch", "-m", model_path("stories260K-f32.gguf"), "-f", path, "--parallel", "0"});
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.err.find("--parallel"), std::string::npos) << zero.err;
+  const auto unknown = run_cli({"batch", "--no-such-flag"});
+  EXPECT_EQ(unknown.exit_code, 2);
 }
 
 TEST(BenchCli, ThroughputComparesFullAndH2oWithinTheKvCap) {
@@ -134,6 +140,11 @@ TEST(BenchCli, ThroughputComparesFullAndH2oWithinTheKvCap) {
     EXPECT_LE(x["kv_bytes_planned"].get<uint64_t>(), 4u << 20);
     EXPECT_EQ(x["generated_tokens"].get<uint64_t>(), x["batch"].get<uint64_t>() * 60);
     EXPECT_GT(x["tokens_per_s"].get<double>(), 0.0);
+#if !defined(__SANITIZE_ADDRESS__)
+    // Peak RSS within the cap + the weights + the documented overhead (docs/benchmarks.md:
+    // the process itself, activations and logits scratch): 64 MiB is far more than it is.
+    EXPECT_LE(x["peak_rss_bytes"].get<uint64_t>(), (4u << 20) + x["weight_bytes"].get<uint64_t>() + (64u << 20));
+#endif
   }
   // A fifth of the cache per sequence: several times the sequences fit.
   EXPECT_GE(j[1]["batch"].get<int>(), 3 * j[0]["batch"].get<int>());
