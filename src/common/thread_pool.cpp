@@ -1,8 +1,13 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/check.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace h2o {
 namespace {
@@ -14,20 +19,79 @@ std::pair<size_t, size_t> part_range(size_t n, size_t parts, size_t i) {
   return {begin, begin + base + (i < extra ? 1 : 0)};
 }
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Waits until `a` holds a value other than `old` and returns it: polls for up to
+// ThreadPool::kSpinNanos, then sleeps in std::atomic::wait (a futex on Linux).
+uint32_t wait_for_change(const std::atomic<uint32_t>& a, uint32_t old) {
+  uint32_t v = a.load(std::memory_order_acquire);
+  if (v != old) return v;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ThreadPool::kSpinNanos);
+  do {
+    for (int i = 0; i < 32; ++i) {
+      cpu_relax();
+      v = a.load(std::memory_order_acquire);
+      if (v != old) return v;
+    }
+  } while (std::chrono::steady_clock::now() < deadline);
+  for (;;) {
+    a.wait(old, std::memory_order_acquire);
+    v = a.load(std::memory_order_acquire);
+    if (v != old) return v;
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
   if (n_threads < 1 || n_threads > 1024) fail("thread count must be between 1 and 1024, got {}", n_threads);
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  claims_ = std::make_unique<Claim[]>(static_cast<size_t>(n_threads));
+  workers_.reserve(static_cast<size_t>(n_threads - 1));
+  try {
+    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (...) {
+    // Thread creation failed: stop the ones already running before the members go away.
+    stop_.store(true, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    for (auto& t : workers_) t.join();
+    throw;
+  }
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  start_cv_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  generation_.notify_all();
   for (auto& t : workers_) t.join();
+}
+
+// Every range of job g is claimed exactly once before job g + 1 is published, so an
+// unclaimed range of the current job g holds g - 1. A worker that woke for an older job
+// fails the exchange (the range holds g - 1 only while g is current), so it never runs a
+// range of a job it did not see published.
+bool ThreadPool::try_run(int part, uint32_t generation) {
+  uint32_t expected = generation - 1;
+  if (!claims_[static_cast<size_t>(part)].generation.compare_exchange_strong(
+          expected, generation, std::memory_order_acquire, std::memory_order_relaxed))
+    return false;
+  const auto [b, e] = part_range(job_n_, static_cast<size_t>(n_threads_), static_cast<size_t>(part));
+  if (b < e) {
+    try {
+      (*job_)(b, e);
+    } catch (...) {
+      std::lock_guard lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) remaining_.notify_one();
+  return true;
 }
 
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work) {
@@ -36,41 +100,42 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     fn(0, n);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+  // One job at a time: a nested or concurrent call runs serially on its own thread.
+  if (busy_.exchange(true, std::memory_order_acquire)) {
+    fn(0, n);
+    return;
   }
-  start_cv_.notify_all();
-  const auto [b, e] = part_range(n, static_cast<size_t>(n_threads_), 0);
-  if (b < e) fn(b, e);
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  job_ = &fn;
+  job_n_ = n;
+  remaining_.store(static_cast<uint32_t>(n_threads_), std::memory_order_relaxed);
+  const uint32_t g = generation_.fetch_add(1, std::memory_order_release) + 1;
+  generation_.notify_all();  // no system call while every worker is still polling
+
+  // Range 0, then whatever no worker has started yet.
+  for (int part = 0; part < n_threads_; ++part) try_run(part, g);
+  for (uint32_t left = remaining_.load(std::memory_order_acquire); left != 0;) left = wait_for_change(remaining_, left);
+
+  std::exception_ptr error;
+  {
+    std::lock_guard lock(error_mutex_);
+    error.swap(error_);
+  }
   job_ = nullptr;
+  busy_.store(false, std::memory_order_release);
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::worker_loop(int index) {
-  unsigned seen = 0;
+  uint32_t seen = 0;  // the constructor has not returned yet: no job was published
   for (;;) {
-    const std::function<void(size_t, size_t)>* job = nullptr;
-    size_t n = 0;
-    {
-      std::unique_lock lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+    seen = wait_for_change(generation_, seen);
+    if (stop_.load(std::memory_order_relaxed)) return;
+    // Own range first, then any other one not started yet.
+    if (!try_run(index, seen)) continue;
+    for (int k = 1; k < n_threads_; ++k) {
+      const int part = (index + k) % n_threads_;
+      if (part != 0) try_run(part, seen);
     }
-    const auto [b, e] = part_range(n, static_cast<size_t>(n_threads_), static_cast<size_t>(index));
-    if (b < e) (*job)(b, e);
-    {
-      std::lock_guard lock(mutex_);
-      --pending_;
-    }
-    done_cv_.notify_one();
   }
 }
 

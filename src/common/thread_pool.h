@@ -1,12 +1,24 @@
 // A persistent pool of worker threads for data-parallel loops (matrix rows, heads).
 // Work is split into contiguous ranges, one per thread, so a given element is always
-// computed by the same sequence of operations: results do not depend on the thread count.
+// computed by the same sequence of operations: results do not depend on the thread count
+// (nor on which thread happens to run a range).
+//
+// Hand-off: the caller publishes a job by bumping an atomic generation counter; idle
+// workers poll it for a short while (kSpinNanos) before sleeping in a futex wait
+// (std::atomic::wait), so the back-to-back jobs of one forward step start within a
+// cache-line transfer instead of a condition-variable wake-up. Each range is claimed with
+// one compare-and-swap: worker i claims range i, the caller runs range 0 and then claims
+// any range whose worker has not started it yet (asleep, or descheduled on a busy
+// machine), so a late worker delays nothing: it finds its range taken and goes back to
+// waiting. The caller then waits (poll, then sleep) for ranges still running elsewhere.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,26 +35,42 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Calls fn(begin, end) over a partition of [0, n) into at most size() ranges and waits.
-  // `work` estimates the whole job's cost in multiply-adds: waking the workers costs tens
-  // of microseconds, so jobs below kMinParallelWork run on the calling thread alone.
+  // Calls fn(begin, end) over a partition of [0, n) into at most size() contiguous ranges
+  // and waits for all of them. `work` estimates the whole job's cost in multiply-adds: jobs
+  // below kMinParallelWork run on the calling thread alone. If fn throws, the first
+  // exception is rethrown here after every range has finished. A call made while the pool
+  // is already running a job (from inside fn, or from another thread) runs fn(0, n) on the
+  // calling thread: same results, no deadlock.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work = SIZE_MAX);
 
   static constexpr size_t kMinParallelWork = 1 << 16;
+  // How long an idle worker (or the waiting caller) polls before it sleeps.
+  static constexpr int64_t kSpinNanos = 50'000;
 
  private:
+  struct alignas(64) Claim {
+    std::atomic<uint32_t> generation{0};  // the last job whose range this is was claimed in
+  };
+
   void worker_loop(int index);
+  bool try_run(int part, uint32_t generation);  // claims range `part` of that job and runs it
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
+  std::unique_ptr<Claim[]> claims_;  // one per range
+
+  // Written by the caller before the release increment of generation_; read by a worker
+  // only after it has claimed a range of that job (the caller waits for that range).
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0;
-  unsigned generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+
+  alignas(64) std::atomic<uint32_t> generation_{0};  // bumped once per job (and at shutdown)
+  alignas(64) std::atomic<uint32_t> remaining_{0};   // ranges of the current job not finished
+  alignas(64) std::atomic<bool> busy_{false};         // a job is in flight
+  std::atomic<bool> stop_{false};
+
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // first exception thrown by a range of the current job
 };
 
 }  // namespace h2o
