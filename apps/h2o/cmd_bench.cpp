@@ -124,17 +124,28 @@ void run_throughput_command(const BenchFlags& f) {
     p.title = fmt::format("Throughput vs batch size ({} + {} tokens, KV cap {})", f.n_prompt, f.n_gen, f.kv_memory);
     p.x_label = "batch size (sequences)";
     p.y_label = "generated tokens/s";
-    for (const KvSettings& kv : throughput_policies(f)) {
-      plot::Series s;
-      s.label = kv.describe();
+    // Solid: all generated tokens over the whole run (prefill included); dashed: the
+    // steady decode phase alone (batch / step time while every sequence decodes).
+    const std::vector<KvSettings> policies = throughput_policies(f);
+    for (size_t pi = 0; pi < policies.size(); ++pi) {
+      plot::Series total, decode;
+      total.label = policies[pi].describe() + ": whole run";
+      decode.label = policies[pi].describe() + ": decode phase";
+      decode.style = plot::LineStyle::Dashed;
+      total.color = decode.color = pi == 0 ? "#1f77b4" : "#d62728";
       for (const ThroughputResult& r : results) {
-        if (r.kv_description.rfind(kv.policy, 0) == 0) {
-          s.x.push_back(r.batch);
-          s.y.push_back(r.tokens_per_s);
+        if (r.kv_description != policies[pi].describe()) continue;
+        total.x.push_back(r.batch);
+        total.y.push_back(r.tokens_per_s);
+        if (r.decode_tokens_per_s > 0) {
+          decode.x.push_back(r.batch);
+          decode.y.push_back(r.decode_tokens_per_s);
         }
       }
-      if (!s.x.empty()) p.series.push_back(std::move(s));
+      if (!total.x.empty()) p.series.push_back(std::move(total));
+      if (!decode.x.empty()) p.series.push_back(std::move(decode));
     }
+    p.key_position = "top left";
     const std::filesystem::path out(f.plot);
     const std::string dir = out.has_parent_path() ? out.parent_path().string() : ".";
     std::filesystem::create_directories(dir);
