@@ -21,10 +21,14 @@ int main(int argc, char** argv) {
   h2o::cli::register_synth(app);
   h2o::cli::register_bench(app);
   h2o::cli::register_batch(app);
+  h2o::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" with code 0; every real parse or validation error
+    // (unknown flag, value out of range) exits 2, as documented, not CLI11's own codes.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   } catch (const h2o::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
