@@ -10,6 +10,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "common/check.h"
 #include "serve/metrics.h"
@@ -128,8 +129,18 @@ struct HttpServer::Impl::Generation {
   Generation(Impl& s, std::vector<std::string> stops) : srv(s), text(std::move(stops)) { ++srv.in_flight; }
   ~Generation() { finalize(499); }
 
-  // Turns the events that arrive within `wait` into sendable text; returns whether any came.
-  bool poll(std::chrono::milliseconds wait, std::string& out) {
+  // Turns the events that arrive within `wait` into sendable text, appended to `out`, or
+  // with `pieces` one entry per token that released text (streams send a chunk per
+  // token, however many arrived since the last write). Returns whether any event came.
+  bool poll(std::chrono::milliseconds wait, std::string& out, std::vector<std::string>* pieces = nullptr) {
+    const auto emit = [&](std::string t) {
+      if (t.empty()) return;
+      if (pieces) {
+        pieces->push_back(std::move(t));
+      } else {
+        out += t;
+      }
+    };
     std::deque<SequenceEvent> events = queue->take(wait);
     for (const SequenceEvent& e : events) {
       if (done) break;
@@ -143,7 +154,7 @@ struct HttpServer::Impl::Generation {
           srv.metrics.observe_ttft(seconds_since(t0));
         }
         ++completion_tokens;
-        out += text.push(srv.model->tokenizer().decode_piece(prev, e.token));
+        emit(text.push(srv.model->tokenizer().decode_piece(prev, e.token)));
         prev = e.token;
         if (text.stopped()) {
           finish_reason = "stop";
@@ -162,7 +173,7 @@ struct HttpServer::Impl::Generation {
           error_status = 500;
         } else {
           finish_reason = finish_reason_for(e.stop_reason);
-          out += text.finish();
+          emit(text.finish());
         }
       }
     }
@@ -196,11 +207,12 @@ struct HttpServer::Impl::Generation {
 
   // Stream provider: one call per batch of events (usually one token).
   bool provide_stream(DataSink& sink) {
-    std::string chunk;
-    poll(kProbeInterval, chunk);
+    std::string unused;
+    std::vector<std::string> pieces;
+    poll(kProbeInterval, unused, &pieces);
     std::string payload;
-    if (!chunk.empty()) {
-      payload += sse_event(stream_chunk_json(meta, chunk, first_chunk, std::nullopt));
+    for (const std::string& piece : pieces) {
+      payload += sse_event(stream_chunk_json(meta, piece, first_chunk, std::nullopt));
       first_chunk = false;
     }
     if (done) {
