@@ -322,10 +322,22 @@ TEST(BatchScheduler, ConcurrentSubmissionsQueueAndMatchGeneratingAlone) {
 }
 
 TEST(BatchScheduler, CancelQueueLimitAndShutdown) {
+  // books4M: ~20x the work per token of stories260K, so the long request is surely still
+  // running when it is cancelled, even on a loaded machine or under sanitizers.
+  static const std::shared_ptr<const Model> books = Model::load({test::model_path("books4M-f32.gguf"), ""});
+  const auto req = [&](const std::string& text, int max_tokens, const std::string& policy) {
+    SequenceRequest r;
+    r.prompt = books->tokenizer().encode(text, true);
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0.0f;
+    r.kv = kv_for(policy, 0);
+    return r;
+  };
   SchedulerOptions so;
   so.batch.max_sequences = 1;
   so.max_queue = 1;
-  BatchScheduler sched(stories(), so);
+  BatchScheduler sched(books, so);
   std::mutex mu;
   std::condition_variable cv;
   std::map<uint64_t, std::string> reasons;
@@ -336,31 +348,31 @@ TEST(BatchScheduler, CancelQueueLimitAndShutdown) {
     if (ev.finished) reasons[ev.id] = ev.stop_reason;
     cv.notify_all();
   };
-  const uint64_t a = sched.submit(request({"Once upon a time", 400, true, kv_for("h2o", 0)}), cb);
+  const uint64_t a = sched.submit(req("It was a bright cold day", 480, "h2o"), cb);
   {
     std::unique_lock lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return tokens[a] > 0; }));
   }
-  const uint64_t b = sched.submit(request({"Tom had a dog", 5, true, kv_for("window", 0)}), cb);  // queued
-  EXPECT_THROW(sched.submit(request({"Sue", 5, true, kv_for("window", 0)}), cb), BusyError);
-  EXPECT_THROW(sched.submit(request({"", 5, true, kv_for("nope", 0)}), cb), Error);
+  const uint64_t b = sched.submit(req("The house stood", 5, "window"), cb);  // queued behind a
+  EXPECT_THROW(sched.submit(req("She said", 5, "window"), cb), BusyError);
+  EXPECT_THROW(sched.submit(req("", 5, "nope"), cb), Error);
   sched.cancel(a);
   {
     std::unique_lock lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return reasons.count(a) && reasons.count(b); }));
   }
   EXPECT_EQ(reasons[a], "cancelled");
-  EXPECT_LT(tokens[a], 400);
+  EXPECT_LT(tokens[a], 480);
   EXPECT_EQ(reasons[b], "length");
   EXPECT_EQ(tokens[b], 5);
   // Shutdown without finishing cancels what runs; later submissions are refused.
-  const uint64_t c = sched.submit(request({"Once upon a time", 400, true, kv_for("full", 0)}), cb);
+  const uint64_t c = sched.submit(req("It was a bright cold day", 480, "full"), cb);
   sched.shutdown(false);
   {
     std::lock_guard lock(mu);
-    EXPECT_EQ(reasons[c].empty() ? "" : reasons[c], "cancelled");
+    EXPECT_EQ(reasons[c], "cancelled");
   }
-  EXPECT_THROW(sched.submit(request({"Sue", 5, true, kv_for("window", 0)}), cb), BusyError);
+  EXPECT_THROW(sched.submit(req("She said", 5, "window"), cb), BusyError);
 }
 
 }  // namespace
