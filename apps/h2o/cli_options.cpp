@@ -1,7 +1,5 @@
 #include "cli_options.h"
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "common/check.h"
@@ -38,13 +36,17 @@ KvSettings KvFlags::settings() const {
   return s;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open text file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path);
-  return ss.str();
+void SamplingFlags::add(CLI::App& cmd, const std::string& seed_help) {
+  cmd.add_option("--temp", temp, "Sampling temperature (0 = greedy)")->capture_default_str();
+  cmd.add_option("--top-k", top_k, "Top-k filtering (0 = off)")->capture_default_str();
+  cmd.add_option("--top-p", top_p, "Top-p (nucleus) filtering (1 = off)")->capture_default_str();
+  cmd.add_option("-s,--seed", seed, seed_help)->capture_default_str();
+}
+
+SamplerParams SamplingFlags::params() const {
+  const SamplerParams p{temp, top_k, top_p, seed};
+  p.validate();
+  return p;
 }
 
 int default_threads() {

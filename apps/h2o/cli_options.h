@@ -6,8 +6,10 @@
 #include <memory>
 #include <string>
 
+#include "common/text_file.h"  // read_text_file for the subcommands
 #include "kv/kv_config.h"
 #include "model/model.h"
+#include "sampling/sampler.h"
 
 namespace h2o::cli {
 
@@ -30,8 +32,16 @@ struct KvFlags {
   KvSettings settings() const;
 };
 
-// A whole text file (prompts, evaluation text). Throws h2o::Error naming the path.
-std::string read_text_file(const std::string& path);
+// --temp, --top-k, --top-p, -s/--seed (llama.cpp's spellings and defaults).
+struct SamplingFlags {
+  float temp = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  uint64_t seed = 0;
+  void add(CLI::App& cmd, const std::string& seed_help = "Sampling seed");
+  // Validated parameters; throws h2o::Error naming the bad flag.
+  SamplerParams params() const;
+};
 
 // Default thread count: the machine's hardware threads (at least 1).
 int default_threads();

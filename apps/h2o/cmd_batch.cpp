@@ -38,10 +38,7 @@ struct BatchFlags {
   int parallel = 8;
   int max_step_tokens = 512;
   int n_predict = 256;
-  float temp = 0.8f;
-  int top_k = 40;
-  float top_p = 0.95f;
-  uint64_t seed = 0;
+  SamplingFlags sampling;
   int threads = 1;
   bool ignore_eos = false;
 };
@@ -155,8 +152,7 @@ void run_batch(const BatchFlags& f) {
   PromptSpec defaults;
   defaults.n_predict = f.n_predict;
   defaults.ignore_eos = f.ignore_eos;
-  defaults.sampling = {f.temp, f.top_k, f.top_p, f.seed};
-  defaults.sampling.validate();
+  defaults.sampling = f.sampling.params();
   defaults.kv = f.kv.settings();
   const std::vector<PromptSpec> prompts = read_prompts(f, defaults);
   auto model = f.model.load();
@@ -272,10 +268,7 @@ void register_batch(CLI::App& app) {
   cmd->add_option("-n,--n-predict", f->n_predict, "Tokens to generate per prompt")
       ->check(CLI::Range(0, 1 << 24))
       ->capture_default_str();
-  cmd->add_option("--temp", f->temp, "Sampling temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", f->top_k, "Top-k filtering (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", f->top_p, "Top-p (nucleus) filtering (1 = off)")->capture_default_str();
-  cmd->add_option("-s,--seed", f->seed, "Sampling seed (each prompt's sampler starts from it)")->capture_default_str();
+  f->sampling.add(*cmd, "Sampling seed (each prompt's sampler starts from it)");
   add_threads_flag(*cmd, f->threads);
   f->kv.add(*cmd);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past end-of-text tokens");

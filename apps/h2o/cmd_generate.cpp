@@ -17,10 +17,7 @@ struct GenerateFlags {
   KvFlags kv;
   std::string prompt;
   int n_predict = 256;
-  float temp = 0.8f;
-  int top_k = 40;
-  float top_p = 0.95f;
-  uint64_t seed = 0;
+  SamplingFlags sampling;
   int threads = 1;
   bool json = false;
   bool trace = false;
@@ -36,8 +33,7 @@ void run_generate(const GenerateFlags& f) {
   opts.prompt = f.prompt;
   opts.n_predict = f.n_predict;
   opts.ignore_eos = f.ignore_eos;
-  opts.sampling = {f.temp, f.top_k, f.top_p, f.seed};
-  opts.sampling.validate();
+  opts.sampling = f.sampling.params();
   opts.session.kv = f.kv.settings();
   opts.session.threads = f.threads;
   auto model = f.model.load();
@@ -48,7 +44,8 @@ void run_generate(const GenerateFlags& f) {
     }
   };
   const GenerateResult r = generate(model, opts, stream);
-  const double prefill_tps = r.prefill_seconds > 0 ? static_cast<double>(r.prompt_tokens.size()) / r.prefill_seconds : 0.0;
+  const double prefill_tps =
+      r.prefill_seconds > 0 ? static_cast<double>(r.prompt_tokens.size()) / r.prefill_seconds : 0.0;
   const double decode_tps = r.decode_seconds > 0 ? static_cast<double>(r.tokens.size()) / r.decode_seconds : 0.0;
   if (f.json) {
     nlohmann::json j = {
@@ -92,11 +89,10 @@ void register_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt");
   f->model.add(*cmd);
   cmd->add_option("-p,--prompt", f->prompt, "Prompt text");
-  cmd->add_option("-n,--n-predict", f->n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 24))->capture_default_str();
-  cmd->add_option("--temp", f->temp, "Sampling temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", f->top_k, "Top-k filtering (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", f->top_p, "Top-p (nucleus) filtering (1 = off)")->capture_default_str();
-  cmd->add_option("-s,--seed", f->seed, "Sampling seed")->capture_default_str();
+  cmd->add_option("-n,--n-predict", f->n_predict, "Tokens to generate")
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
+  f->sampling.add(*cmd);
   add_threads_flag(*cmd, f->threads);
   f->kv.add(*cmd);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past end-of-text tokens");

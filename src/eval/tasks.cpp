@@ -4,12 +4,11 @@
 #include "eval/tasks.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string_view>
 
 #include "common/check.h"
+#include "common/text_file.h"
 
 namespace h2o {
 namespace {
@@ -45,15 +44,6 @@ struct Record {
   }
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open task file", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path);
-  return ss.str();
-}
-
 size_t count_newlines(std::string_view s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 // Parses `text` (which starts on line `line` of `file`); a syntax error names the line it is on.
@@ -76,7 +66,7 @@ bool is_blank(std::string_view s) {
 
 // Lines of a text file (without "\n" or a trailing "\r"), numbered from 1.
 std::vector<std::pair<size_t, std::string>> read_lines(const std::string& path) {
-  const std::string text = read_text(path);
+  const std::string text = read_text_file(path, "task file");
   std::vector<std::pair<size_t, std::string>> lines;
   size_t start = 0, line = 1;
   while (start < text.size()) {
@@ -105,7 +95,7 @@ std::vector<Record> read_jsonl(const std::string& path) {
 // no positions, so the array is split here (brackets counted outside strings) and each
 // element parsed on its own.
 std::vector<Record> read_json_array(const std::string& path) {
-  const std::string text = read_text(path);
+  const std::string text = read_text_file(path, "task file");
   size_t i = 0, line = 1;
   auto skip_space = [&] {
     for (; i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'); ++i)
