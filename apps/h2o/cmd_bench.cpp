@@ -99,7 +99,8 @@ void run_throughput_command(const BenchFlags& f) {
   const std::vector<int> sizes =
       f.batch_sizes.empty() ? std::vector<int>{f.batch} : parse_int_list(f.batch_sizes, "--batch-sizes");
   std::vector<ThroughputResult> results;
-  for (const KvSettings& kv : throughput_policies(f)) {
+  const std::vector<KvSettings> policies = throughput_policies(f);
+  for (const KvSettings& kv : policies) {
     for (int size : sizes) {
       ThroughputOptions o = base;
       o.kv = kv;
@@ -126,7 +127,6 @@ void run_throughput_command(const BenchFlags& f) {
     p.y_label = "generated tokens/s";
     // Solid: all generated tokens over the whole run (prefill included); dashed: the
     // steady decode phase alone (batch / step time while every sequence decodes).
-    const std::vector<KvSettings> policies = throughput_policies(f);
     for (size_t pi = 0; pi < policies.size(); ++pi) {
       plot::Series total, decode;
       total.label = policies[pi].describe() + ": whole run";

@@ -40,19 +40,25 @@ void KvCache::reallocate(int new_cap) {
   update_bytes();
 }
 
-size_t KvCache::bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap) {
+namespace {
+
+// Keys + values + positions + scores of `cap` slots per (layer, KV head), plus the per-step
+// score scratch ([n_kv_heads][cap]) when the policy reads attention statistics.
+size_t cache_bytes(const ModelConfig& cfg, ScoreNeed need, int cap) {
   const size_t c = static_cast<size_t>(cap), nkv = static_cast<size_t>(cfg.n_kv_heads);
   const size_t per_slot = 2 * static_cast<size_t>(cfg.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
-  const ScoreNeed need = make_policy(kv)->score_need();
   const size_t scratch = need == ScoreNeed::None ? 0 : nkv * c * sizeof(float);
   return c * static_cast<size_t>(cfg.n_layers) * nkv * per_slot + scratch;
 }
 
+}  // namespace
+
+size_t KvCache::bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap) {
+  return cache_bytes(cfg, make_policy(kv)->score_need(), cap);
+}
+
 void KvCache::update_bytes() {
-  const size_t per_slot = 2 * static_cast<size_t>(cfg_.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
-  bytes_ =
-      static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.n_layers) * static_cast<size_t>(cfg_.n_kv_heads) * per_slot +
-      (mass_.size() + last_mass_.size()) * sizeof(float);
+  bytes_ = cache_bytes(cfg_, policy_->score_need(), cap_);
   peak_bytes_ = std::max(peak_bytes_, bytes_);
 }
 

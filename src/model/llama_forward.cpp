@@ -47,7 +47,8 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
 
   // Stack the segments' rows: segment i owns rows [first[i], first[i] + n_tokens).
   pos_.resize(T);
-  std::vector<size_t> first(segments.size());
+  std::vector<size_t>& first = seg_first_row_;
+  first.resize(segments.size());
   for (size_t i = 0, row = 0; i < segments.size(); ++i) {
     const StepSegment& s = segments[i];
     first[i] = row;
@@ -59,7 +60,8 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
     }
     s.cache->begin_step(s.n_tokens);
   }
-  std::vector<AttentionJob> jobs(segments.size());
+  std::vector<AttentionJob>& jobs = jobs_;
+  jobs.resize(segments.size());
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "attention/attention.h"
 #include "attention/attention_observer.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
@@ -51,17 +52,19 @@ class LlamaForward {
   AttentionObserver observer_;
   int scratch_rows_ = 0;
   // Activations, row-major per token.
-  std::vector<float> x_;            // [T][dim] residual stream
-  std::vector<float> xb_;           // [T][dim] normed input / attention projection output
-  std::vector<float> q_;            // [T][q_dim]
-  std::vector<float> k_;            // [T][kv_dim]
-  std::vector<float> v_;            // [T][kv_dim]
-  std::vector<float> att_;          // [T][q_dim] attention output
-  std::vector<float> hb_;           // [T][hidden] gate
-  std::vector<float> hb2_;          // [T][hidden] up
-  std::vector<int32_t> pos_;        // [T] positions of the stacked rows
-  std::vector<size_t> logit_rows_;  // rows whose logits are wanted
-  std::vector<float> logits_;       // [rows wanted][vocab] when gathered
+  std::vector<float> x_;               // [T][dim] residual stream
+  std::vector<float> xb_;              // [T][dim] normed input / attention projection output
+  std::vector<float> q_;               // [T][q_dim]
+  std::vector<float> k_;               // [T][kv_dim]
+  std::vector<float> v_;               // [T][kv_dim]
+  std::vector<float> att_;             // [T][q_dim] attention output
+  std::vector<float> hb_;              // [T][hidden] gate
+  std::vector<float> hb2_;             // [T][hidden] up
+  std::vector<int32_t> pos_;           // [T] positions of the stacked rows
+  std::vector<size_t> seg_first_row_;  // [segments] first stacked row of each segment
+  std::vector<AttentionJob> jobs_;     // [segments] one layer's attention work
+  std::vector<size_t> logit_rows_;     // rows whose logits are wanted
+  std::vector<float> logits_;          // [rows wanted][vocab] when gathered
 };
 
 }  // namespace h2o

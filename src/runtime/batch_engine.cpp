@@ -10,15 +10,13 @@ namespace h2o {
 struct BatchEngine::Sequence {
   uint64_t id = 0;
   SequenceRequest req;
-  KvResolved kv;
   std::unique_ptr<KvCache> cache;
   Sampler sampler;
   size_t fed = 0;     // prompt tokens already in the cache
   int n_past = 0;     // tokens in the sequence so far (prompt fed + generated fed)
   int generated = 0;  // tokens sampled
   int32_t next = -1;  // the sampled token to feed in the next step (-1: still prefilling)
-  bool done = false;
-  std::string stop_reason;
+  bool done = false;  // finished in this step: removed at its end
   // This step's rows.
   std::vector<int32_t> step_tokens, step_pos;
   bool wants_logits = false;
@@ -27,9 +25,11 @@ struct BatchEngine::Sequence {
 
   // `chunk`: the prompt tokens per step (the request's prefill chunk; see step_chunk()).
   Sequence(uint64_t id_, SequenceRequest r, const KvResolved& resolved, const ModelConfig& cfg, int chunk_)
-      : id(id_), req(std::move(r)), kv(resolved), sampler(req.sampling), chunk(chunk_) {
-    cache = std::make_unique<KvCache>(cfg, kv, chunk);
-  }
+      : id(id_),
+        req(std::move(r)),
+        cache(std::make_unique<KvCache>(cfg, resolved, chunk_)),
+        sampler(req.sampling),
+        chunk(chunk_) {}
   bool prefilling() const { return fed < req.prompt.size(); }
 };
 
@@ -53,7 +53,7 @@ int expected_length(const ModelConfig& cfg, const SequenceRequest& req) {
 
 }  // namespace
 
-void validate_request(const Model& model, const SequenceRequest& req) {
+KvResolved validate_request(const Model& model, const SequenceRequest& req) {
   const ModelConfig& c = model.config();
   if (req.prompt.empty()) fail("prompt is empty");
   if (req.prompt.size() > static_cast<size_t>(c.context_length))
@@ -64,7 +64,7 @@ void validate_request(const Model& model, const SequenceRequest& req) {
   if (req.max_tokens < 0) fail("max_tokens: must be >= 0, got {}", req.max_tokens);
   req.sampling.validate();
   if (req.kv.prefill_chunk < 0) fail("prefill chunk: must be >= 1, got {}", req.kv.prefill_chunk);
-  (void)resolve_kv(req.kv, expected_length(c, req));
+  return resolve_kv(req.kv, expected_length(c, req));
 }
 
 BatchEngine::BatchEngine(std::shared_ptr<const Model> model, const BatchOptions& opts)
@@ -79,9 +79,8 @@ BatchEngine::~BatchEngine() = default;
 
 uint64_t BatchEngine::add(SequenceRequest req) {
   if (full()) throw BusyError(fmt::format("all {} sequence slots are in use", opts_.max_sequences));
-  validate_request(*model_, req);
+  const KvResolved kv = validate_request(*model_, req);
   const ModelConfig& c = model_->config();
-  const KvResolved kv = resolve_kv(req.kv, expected_length(c, req));
   const uint64_t id = next_id_++;
   const int chunk = step_chunk(req, kv, opts_.max_step_tokens);
   seqs_.push_back(std::make_unique<Sequence>(id, std::move(req), kv, c, chunk));
@@ -112,7 +111,7 @@ size_t BatchEngine::kv_bytes_peak(uint64_t id) const {
 KvResolved BatchEngine::kv_settings(uint64_t id) const {
   const Sequence* s = find(id);
   if (!s) fail("no sequence with id {}", id);
-  return s->kv;
+  return s->cache->settings();
 }
 
 BatchStats BatchEngine::stats() const {
@@ -207,16 +206,14 @@ std::vector<SequenceEvent> BatchEngine::step() {
     if (was_prefill) s.cache->shrink_to_step(1);  // decoding appends one token per step from here
     if (s.req.max_tokens == 0) {
       s.done = true;
-      s.stop_reason = "length";
-      events.push_back(event(s, -1, true, s.stop_reason));
+      events.push_back(event(s, -1, true, "length"));
       continue;
     }
     const int32_t next = s.sampler.sample(std::span<const float>(segments[i].logits, V));
     // As in generate(): llama2.c models separate stories with BOS; either ends the text.
     if (!s.req.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
       s.done = true;
-      s.stop_reason = "eos";
-      events.push_back(event(s, -1, true, s.stop_reason));
+      events.push_back(event(s, -1, true, "eos"));
       continue;
     }
     ++s.generated;
@@ -231,7 +228,6 @@ std::vector<SequenceEvent> BatchEngine::step() {
       e.stop_reason = "context";
     }
     s.done = e.finished;
-    s.stop_reason = e.stop_reason;
     events.push_back(std::move(e));
   }
   std::erase_if(seqs_, [](const std::unique_ptr<Sequence>& s) { return s->done; });

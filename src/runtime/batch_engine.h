@@ -65,8 +65,9 @@ struct BatchStats {
 
 // Checks a request against a model without running it (the checks add() makes): prompt
 // non-empty, within the context and the vocabulary; max_tokens >= 0; sampling and KV
-// settings valid. Throws h2o::Error with a one-line message.
-void validate_request(const Model& model, const SequenceRequest& req);
+// settings valid. Returns the KV settings resolved for it. Throws h2o::Error with a
+// one-line message.
+KvResolved validate_request(const Model& model, const SequenceRequest& req);
 
 class BatchEngine {
  public:
