@@ -15,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/thread_pool.h"
+#include "format/packed_quant.h"
 #include "format/tensor_type.h"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
@@ -24,9 +26,11 @@
 namespace h2o {
 namespace {
 
-// A rows x cols matrix of `type` with random values (owning its bytes).
+// A rows x cols matrix of `type` with random values (owning its bytes), Q8_0/Q4_0 packed
+// as a loaded model's are.
 struct OwnedMatrix {
   std::vector<uint8_t> bytes;
+  AlignedBuffer packed;
   Matrix m;
 };
 
@@ -57,6 +61,12 @@ OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
     }
   }
   o.m.data = o.bytes.data();
+  if (is_packable(type)) {
+    o.packed = AlignedBuffer(packed_quant_shape(type, static_cast<size_t>(rows), static_cast<size_t>(cols)).bytes());
+    pack_quant_matrix(type, o.m.data, o.m.row_bytes, static_cast<size_t>(rows), static_cast<size_t>(cols),
+                      o.packed.data());
+    o.m.packed = o.packed.data();
+  }
   return o;
 }
 
@@ -100,9 +110,10 @@ void bench_attention(benchmark::State& state, const KernelTable* k, int head_dim
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * head_dim * slots);
 }
 
-// rows x cols: TinyLlama's wq/wo and w_gate/w_up, then books4M's w_up and w_down (the
+// rows x cols: TinyLlama's wq/wo, w_gate/w_up and output (larger than the L3 cache: read
+// from memory, as decode reads every matrix), then books4M's w_up and w_down (the
 // end-to-end decode benchmark's model).
-constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {688, 256}, {256, 688}};
+constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}, {688, 256}, {256, 688}};
 
 void register_all() {
   const TensorType types[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,

@@ -22,6 +22,11 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Tells the kernel that the mapped bytes [p, p + n) are not needed now: their whole
+  // pages leave memory (and the RSS) and are read from the file again if touched. For
+  // weights that were copied elsewhere (packed) at load.
+  static void release_pages(const uint8_t* p, size_t n);
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

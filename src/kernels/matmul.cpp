@@ -3,14 +3,16 @@
 #include <algorithm>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/check.h"
+#include "format/packed_quant.h"
 #include "kernels/dispatch.h"
 #include "kernels/reference.h"
 
 namespace h2o {
 namespace {
 
-// Rows per parallel task: a multiple of every kernel's row tile.
+// Rows per parallel task: a multiple of every kernel's row tile (8: a packed group).
 constexpr size_t kRowGroup = 16;
 
 void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
@@ -72,13 +74,26 @@ void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens,
       return run_rows(k.gemm_bf16, a, rows, pool);
     case TensorType::Q8_0:
     case TensorType::Q4_0: {
-      // Quantized once per call: [n_tokens][cols] values and [n_tokens][cols / 32] scales.
-      std::vector<int8_t> qs(a.n_tokens * a.cols);
-      std::vector<float> d(a.n_tokens * (a.cols / 32));
-      for (size_t t = 0; t < a.n_tokens; ++t) {
-        k.quantize_q8(x + t * a.cols, a.cols, qs.data() + t * a.cols, d.data() + t * (a.cols / 32));
+      // Weights packed at load (a matrix made outside a model is packed here, per call).
+      const PackedQuantShape shape = packed_quant_shape(w.type, rows, a.cols);
+      AlignedBuffer copy;
+      a.w = w.packed;
+      if (a.w == nullptr) {
+        copy = AlignedBuffer(shape.bytes());
+        pack_quant_matrix(w.type, w.data, w.row_bytes, rows, a.cols, copy.data());
+        a.w = copy.data();
       }
-      a.xq = Q8Activations{qs.data(), d.data()};
+      a.group_bytes = shape.group_bytes;
+      // Activations quantized once per call: [n_tokens][cols] values, [n_tokens][cols / 32]
+      // scales and block sums.
+      const size_t nb = a.cols / 32;
+      std::vector<int8_t> qs(a.n_tokens * a.cols);
+      std::vector<float> d(a.n_tokens * nb);
+      std::vector<int32_t> sum(a.n_tokens * nb);
+      for (size_t t = 0; t < a.n_tokens; ++t) {
+        k.quantize_q8(x + t * a.cols, a.cols, qs.data() + t * a.cols, d.data() + t * nb, sum.data() + t * nb);
+      }
+      a.xq = Q8Activations{qs.data(), d.data(), sum.data()};
       return run_rows(w.type == TensorType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0, a, rows, pool);
     }
     case TensorType::Q4_K:

@@ -22,25 +22,21 @@ float halving_sum(float* lane, size_t n) {
 
 float load_fp16(const uint8_t* p) { return fp16_to_fp32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
 
-// The quantized lanes for one row whose block b holds the 32 signed values `w[b]`.
+// The quantized order for one row whose block b holds the 32 signed values `w[b]`.
 template <class Unpack>
-float dot_q8_lanes(const uint8_t* w_row, size_t block_bytes, Unpack unpack, const int8_t* qs, const float* d,
-                   size_t cols) {
-  float lane[16] = {};
+float dot_q8_blocks(const uint8_t* w_row, size_t block_bytes, Unpack unpack, const int8_t* qs, const float* d,
+                    size_t cols) {
+  float acc = 0.0f;
   int8_t w[32];
   for (size_t b = 0; b < cols / 32; ++b) {
     const uint8_t* blk = w_row + b * block_bytes;
     unpack(blk + 2, w);
+    int32_t p = 0;
+    for (size_t k = 0; k < 32; ++k) p += int32_t{w[k]} * int32_t{qs[b * 32 + k]};
     const float scale = load_fp16(blk) * d[b];
-    const int8_t* a = qs + b * 32;
-    for (size_t j = 0; j < 8; ++j) {
-      int32_t p = 0;
-      for (size_t k = 4 * j; k < 4 * j + 4; ++k) p += int32_t{w[k]} * int32_t{a[k]};
-      float& l = lane[8 * (b % 2) + j];
-      l = l + scale * static_cast<float>(p);
-    }
+    acc = acc + static_cast<float>(p) * scale;
   }
-  return halving_sum(lane, 16);
+  return acc;
 }
 
 }  // namespace
@@ -94,21 +90,23 @@ float dot_f32_fma16_lanes(const float* w, const float* x, size_t n) {
   return halving_sum(lane, 16);
 }
 
-void quantize_q8_reference(const float* x, size_t n, int8_t* qs, float* d) {
+void quantize_q8_reference(const float* x, size_t n, int8_t* qs, float* d, int32_t* sum) {
   uint8_t block[34];
   for (size_t b = 0; b < n / 32; ++b) {
     quantize_row(TensorType::Q8_0, x + b * 32, block, 32);
     d[b] = load_fp16(block);
     std::memcpy(qs + b * 32, block + 2, 32);
+    sum[b] = 0;
+    for (size_t k = 0; k < 32; ++k) sum[b] += qs[b * 32 + k];
   }
 }
 
-float dot_q8_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols) {
+float dot_q8_0_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols) {
   const auto unpack = [](const uint8_t* q, int8_t* w) { std::memcpy(w, q, 32); };
-  return dot_q8_lanes(w_row, 34, unpack, qs, d, cols);
+  return dot_q8_blocks(w_row, 34, unpack, qs, d, cols);
 }
 
-float dot_q4_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols) {
+float dot_q4_0_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols) {
   // Element j < 16 is the low nibble of byte j, element j + 16 its high nibble, minus 8.
   const auto unpack = [](const uint8_t* q, int8_t* w) {
     for (size_t j = 0; j < 16; ++j) {
@@ -116,7 +114,7 @@ float dot_q4_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, 
       w[j + 16] = static_cast<int8_t>((q[j] >> 4) - 8);
     }
   };
-  return dot_q8_lanes(w_row, 18, unpack, qs, d, cols);
+  return dot_q8_blocks(w_row, 18, unpack, qs, d, cols);
 }
 
 }  // namespace h2o

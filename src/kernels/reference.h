@@ -26,15 +26,15 @@ void matmul_reference(const Matrix& w, const float* x, int n_tokens, float* out,
 // summed by halving (lane j += lane j + 8, then j + 4, j + 2, j + 1).
 float dot_f32_fma16_lanes(const float* w, const float* x, size_t n);
 
-// quantize_row(Q8_0) of n floats (a multiple of 32), split into values qs[n] and widened
-// scales d[n / 32].
-void quantize_q8_reference(const float* x, size_t n, int8_t* qs, float* d);
+// quantize_row(Q8_0) of n floats (a multiple of 32), split into values qs[n], widened
+// scales d[n / 32] and the sums of each block's values sum[n / 32].
+void quantize_q8_reference(const float* x, size_t n, int8_t* qs, float* d, int32_t* sum);
 
-// The quantized kernels' order, for one weight row of `cols` values against Q8_0
-// activations (qs, d): for block b and j < 8, the exact sum p of the four products
-// 4j..4j+3 is added as lane[8 * (b % 2) + j] += (d_w * d[b]) * float(p) (no fusing); the
-// sixteen lanes are summed by halving.
-float dot_q8_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
-float dot_q4_0_q8_lanes(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
+// The quantized kernels' order, for one weight row of `cols` values (as stored in the
+// file) against Q8_0 activations (qs, d): acc = 0; for each block b in order,
+// acc = acc + float(p_b) * (d_w * d[b]) (no fusing), p_b the exact int32 sum of the
+// block's 32 products.
+float dot_q8_0_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
+float dot_q4_0_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols);
 
 }  // namespace h2o

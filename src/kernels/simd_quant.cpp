@@ -1,16 +1,17 @@
 // Quantized kernels for every compiled Highway target: activations to Q8_0 blocks, and the
-// matrix products of Q8_0 / Q4_0 weights with them in integer arithmetic (llama.cpp's
-// vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 idea, written afresh).
+// matrix products of packed Q8_0 / Q4_0 weights (format/packed_quant.h) with them in
+// integer arithmetic (llama.cpp's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0 idea, on the row
+// groups its x86 repacking also uses; written afresh).
 //
-// Per 32-value block b and j < 8, the four products 4j..4j+3 are summed exactly in int32
-// (the grouping of x86 maddubs+madd, VNNI dpbusd and Arm sdot alike), converted to float,
-// multiplied by d_weight * d_activation and added to float lane 8 * (b % 2) + j (multiply
-// and add not fused); the sixteen lanes end in a halving sum. Every target computes
-// exactly this, so the results are bit-identical across targets and to dot_q*_q8_lanes
-// (reference.h). Blocks go in pairs (quant_pairs-inl.h).
+// Per output row and token: for each block b in order, the exact int32 sum of the block's
+// 32 products (packed_dot-inl.h), converted to float, times (d_w * d_a), is added to one
+// float accumulator (multiply and add not fused). A vector holds the 8 rows of a group,
+// so that order is also the scalar one: results are bit-identical on every target and to
+// dot_q*_q8_blocks (reference.h).
 //
-// Tiles: R weight rows x TT tokens; a weight pair is loaded (and Q4_0 unpacked) once per
-// tile and used for TT tokens (the prefill GEMM).
+// Tiles: a group's block is loaded (and Q4_0 unpacked) once and used for TT tokens (the
+// prefill GEMM); tokens go in chunks whose activations stay in L2 while the groups of the
+// thread's rows stream past.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_quant.cpp"
@@ -21,12 +22,12 @@
 #include <hwy/highway.h>
 // clang-format on
 
+#include <algorithm>
 #include <cstring>
 
 #include "format/tensor_type.h"
 #include "kernels/kernel_table.h"
-#include "kernels/quant_pairs-inl.h"
-#include "kernels/simd_sum-inl.h"
+#include "kernels/packed_dot-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace h2o::HWY_NAMESPACE {
@@ -37,7 +38,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // quantize_row(Q8_0), vectorised: d = max|x| / 127 (stored as fp16), q = x / d rounded
 // half away from zero (std::lround), which Round (half to even) gets wrong only on ties.
-void QuantizeQ8(const float* x, size_t n, int8_t* qs, float* dq) {
+// sum[b]: the block's values added up (exact: whole numbers below 2^24 in float).
+void QuantizeQ8(const float* x, size_t n, int8_t* qs, float* dq, int32_t* sum) {
   using DF = hn::CappedTag<float, 8>;  // 256 bits at most: the widest int32 -> int8 demotion
   using VF = hn::Vec<DF>;
   constexpr size_t kN = hn::MaxLanes(DF());
@@ -55,113 +57,146 @@ void QuantizeQ8(const float* x, size_t n, int8_t* qs, float* dq) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     dq[b] = fp16_to_fp32(fp32_to_fp16(d));
     const VF vid = hn::Set(df, id), half = hn::Set(df, 0.5f), one = hn::Set(df, 1.0f);
+    VF total = hn::Zero(df);
     for (size_t k = 0; k < kB; ++k) {
       const VF s = hn::Mul(v[k], vid);
       const VF t = hn::Trunc(s);
       const auto tie = hn::Eq(hn::Abs(hn::Sub(s, t)), half);
       const VF r = hn::IfThenElse(tie, hn::Add(t, hn::CopySign(one, s)), hn::Round(s));
+      total = hn::Add(total, r);
       hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, r)), d8, qs + b * 32 + k * kN);
     }
+    sum[b] = static_cast<int32_t>(hn::GetLane(hn::SumOfLanes(df, total)));
   }
 }
 
 // ---------------------------------------------------------------- matrix products
 
-// A block's fp16 scale at p (little-endian), widened.
-HWY_INLINE float LoadScale(const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, sizeof(bits));
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  return _cvtsh_ss(bits);  // F16C: part of Highway's AVX2 target
-#else
-  return fp16_to_fp32(bits);
-#endif
-}
+using packed::LoadWBlock;
+using packed::RowSums;
+using packed::WBlock;
+constexpr size_t kGroupRows = 8;
 
-using quant::PairSums;
-using quant::VF;
-using quant::WPair;
-constexpr size_t kPairV = quant::kV;
-
-// Tile shape: R * TT * kPairV accumulators plus R weight pairs (2 * R * kPairV registers)
-// fit the register file (16 vector registers below AVX-512, 32 with it).
-constexpr bool kAvx512 = HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3;
-constexpr size_t kRowTile = kAvx512 ? 2 : 1;
-constexpr size_t kTokTile = kAvx512 ? 4 : kPairV == 2 ? 2 : 1;
-
-// Adds the pair of blocks b, b + 1 (only b if !two) of rows r0.. and tokens t0.. to acc.
-template <class Format, size_t R, size_t TT>
-HWY_INLINE void PairStep(const GemmArgs& a, const uint8_t* const (&w)[R], size_t t0, size_t nb, size_t b, bool two,
-                         VF (&acc)[R][TT][kPairV]) {
-  WPair wp[R];
-  float dw0[R], dw1[R];
-  for (size_t r = 0; r < R; ++r) {
-    const uint8_t* blk = w[r] + b * Format::kBytes;
-    wp[r] = quant::LoadWPair<Format>(blk, two ? blk + Format::kBytes : nullptr);
-    dw0[r] = LoadScale(blk);
-    dw1[r] = two ? LoadScale(blk + Format::kBytes) : 0.0f;
-  }
-  for (size_t t = 0; t < TT; ++t) {
-    const size_t tok = t0 + t;
-    const quant::APair ap = quant::LoadAPair(a.xq.qs + tok * a.cols + b * 32, two);
-    const float* da = a.xq.d + tok * nb + b;
-    for (size_t r = 0; r < R; ++r) {
-      VF p[kPairV];
-      PairSums(wp[r], ap, p);
-      // Block scale d_w * d_a: lanes 0-7 block b, lanes 8-15 block b + 1.
-      const float s0 = dw0[r] * da[0], s1 = two ? dw1[r] * da[1] : 0.0f;
-      VF scale[kPairV];
-      quant::PairScales(s0, s1, scale);
-      for (size_t v = 0; v < kPairV; ++v) acc[r][t][v] = hn::Add(acc[r][t][v], hn::Mul(p[v], scale[v]));
-    }
-  }
-}
-
-// Rows r0 .. r0+R against tokens t0 .. t0+TT.
-template <class Format, size_t R, size_t TT>
-HWY_INLINE void QuantTile(const GemmArgs& a, size_t r0, size_t t0) {
-  const size_t nb = a.cols / 32;
-  const uint8_t* w[R];
-  for (size_t r = 0; r < R; ++r) w[r] = a.w + (r0 + r) * a.row_bytes;
-  VF acc[R][TT][kPairV];
-  for (auto& rt : acc) {
-    for (auto& t : rt) {
-      for (auto& v : t) v = hn::Zero(quant::DF());
-    }
-  }
-  size_t b = 0;
-  for (; b + 2 <= nb; b += 2) PairStep<Format, R, TT>(a, w, t0, nb, b, true, acc);
-  if (b < nb) PairStep<Format, R, TT>(a, w, t0, nb, b, false, acc);  // adds +0 to lanes 8-15
-  for (size_t t = 0; t < TT; ++t) {
-    for (size_t r = 0; r < R; ++r) {
-      a.out[(t0 + t) * a.out_stride + r0 + r] = HalvingSum<kPairV>(quant::DF(), acc[r][t]);
-    }
-  }
-}
-
-template <class Format, size_t R>
-HWY_INLINE void QuantTokens(const GemmArgs& a, size_t r0) {
-  size_t t = 0;
-  for (; t + kTokTile <= a.n_tokens; t += kTokTile) QuantTile<Format, R, kTokTile>(a, r0, t);
-  for (; t < a.n_tokens; ++t) QuantTile<Format, R, 1>(a, r0, t);
-}
-
-// One token (decode) streams one weight row at a time, as in simd_float.cpp.
+// Offsets in a group (PackedQuantShape::qs_at, scales_at, with constants).
+constexpr size_t kSuper = 4;
 template <class Format>
-void QuantGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
-  size_t r = row_begin;
-  if (a.n_tokens > 1) {
-    for (; r + kRowTile <= row_end; r += kRowTile) QuantTokens<Format, kRowTile>(a, r);
+HWY_INLINE size_t QsAt(size_t b) {
+  return b / kSuper * (kSuper * (Format::kQs + 16)) + b % kSuper * Format::kQs;
+}
+template <class Format>
+HWY_INLINE size_t ScalesAt(size_t b) {
+  return b / kSuper * (kSuper * (Format::kQs + 16)) + kSuper * Format::kQs + b % kSuper * 16;
+}
+
+// Writes a tile's 8 row results of token t, or the first `valid` of them.
+HWY_INLINE void StoreRows(const GemmArgs& a, size_t g, size_t tok, size_t valid, const float* rows8) {
+  float* out = a.out + tok * a.out_stride + g * kGroupRows;
+  std::memcpy(out, rows8, valid * sizeof(float));
+}
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2  // as in packed_dot-inl.h
+
+// Tile: TT accumulators of 8 rows plus a block's 8 weight vectors fit the register file
+// (16 vector registers on AVX2, 32 with AVX-512).
+constexpr size_t kTokTile = HWY_TARGET <= HWY_AVX3 ? 8 : 4;
+
+template <class Format, size_t TT>
+HWY_INLINE void PackedTile(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+  const size_t nb = a.cols / 32;
+  const uint8_t* group = a.w + g * a.group_bytes;
+  __m256 acc[TT];
+  for (auto& v : acc) v = _mm256_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    if constexpr (TT == 1 && Format::kPrefetch > 0) {
+      // Decode streams the weights from memory once; see kPrefetch.
+      if (b % kSuper == 0) {
+        const uint8_t* ahead = group + QsAt<Format>(b) + Format::kPrefetch;
+        for (size_t l = 0; l < kSuper * (Format::kQs + 16); l += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + l), _MM_HINT_T0);
+        }
+      }
+    }
+    const WBlock w = LoadWBlock(Format(), group + QsAt<Format>(b));
+    const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(group + ScalesAt<Format>(b))));
+    for (size_t t = 0; t < TT; ++t) {
+      const size_t tb = (t0 + t) * nb + b;
+      const __m256i sums = RowSums(Format(), w, a.xq.qs + (t0 + t) * a.cols + 32 * b, a.xq.sum[tb]);
+      const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(a.xq.d[tb]));
+      acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(sums), scale));
+    }
   }
-  for (; r < row_end; ++r) QuantTokens<Format, 1>(a, r);
+  for (size_t t = 0; t < TT; ++t) {
+    if (valid == kGroupRows) {
+      _mm256_storeu_ps(a.out + (t0 + t) * a.out_stride + g * kGroupRows, acc[t]);
+    } else {
+      alignas(32) float rows8[kGroupRows];
+      _mm256_store_ps(rows8, acc[t]);
+      StoreRows(a, g, t0 + t, valid, rows8);
+    }
+  }
+}
+
+#else
+
+constexpr size_t kTokTile = 4;
+
+template <class Format, size_t TT>
+HWY_INLINE void PackedTile(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+  const size_t nb = a.cols / 32;
+  const uint8_t* group = a.w + g * a.group_bytes;
+  float acc[TT][kGroupRows] = {};
+  for (size_t b = 0; b < nb; ++b) {
+    const WBlock w = LoadWBlock(Format(), group + QsAt<Format>(b));
+    float dw[kGroupRows];
+    for (size_t i = 0; i < kGroupRows; ++i) {
+      uint16_t bits;
+      std::memcpy(&bits, group + ScalesAt<Format>(b) + 2 * i, sizeof(bits));
+      dw[i] = fp16_to_fp32(bits);
+    }
+    for (size_t t = 0; t < TT; ++t) {
+      const size_t tb = (t0 + t) * nb + b;
+      int32_t sums[kGroupRows];
+      RowSums(Format(), w, a.xq.qs + (t0 + t) * a.cols + 32 * b, a.xq.sum[tb], sums);
+      for (size_t i = 0; i < kGroupRows; ++i) {
+        const float scale = dw[i] * a.xq.d[tb];
+        acc[t][i] = acc[t][i] + static_cast<float>(sums[i]) * scale;
+      }
+    }
+  }
+  for (size_t t = 0; t < TT; ++t) StoreRows(a, g, t0 + t, valid, acc[t]);
+}
+
+#endif
+
+// Tokens per chunk: their activations (chunk * cols bytes) stay in L2 while every group
+// of the thread's rows passes over them.
+constexpr size_t kTokChunk = 64;
+
+// Rows [row_begin, row_end): whole groups (row_begin is a multiple of 8), the last one
+// possibly partial at the end of the matrix.
+template <class Format>
+void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
+  const size_t g_begin = row_begin / kGroupRows, g_end = (row_end + kGroupRows - 1) / kGroupRows;
+  for (size_t c0 = 0; c0 < a.n_tokens; c0 += kTokChunk) {
+    const size_t c1 = std::min(a.n_tokens, c0 + kTokChunk);
+    for (size_t g = g_begin; g < g_end; ++g) {
+      const size_t valid = std::min(kGroupRows, row_end - g * kGroupRows);
+      size_t t = c0;
+      for (; t + kTokTile <= c1; t += kTokTile) PackedTile<Format, kTokTile>(a, g, t, valid);
+      if constexpr (kTokTile > 4) {
+        for (; t + 4 <= c1; t += 4) PackedTile<Format, 4>(a, g, t, valid);
+      }
+      for (; t < c1; ++t) PackedTile<Format, 1>(a, g, t, valid);
+    }
+  }
 }
 
 }  // namespace
 
 void FillQuantKernels(KernelTable& t) {
   t.quantize_q8 = &QuantizeQ8;
-  t.gemm_q8_0 = &QuantGemm<quant::Q8_0Format>;
-  t.gemm_q4_0 = &QuantGemm<quant::Q4_0Format>;
+  t.gemm_q8_0 = &PackedGemm<packed::Q8_0Format>;
+  t.gemm_q4_0 = &PackedGemm<packed::Q4_0Format>;
 }
 
 }  // namespace h2o::HWY_NAMESPACE

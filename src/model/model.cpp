@@ -10,6 +10,7 @@
 #include "format/gguf.h"
 #include "format/llama2c.h"
 #include "format/mapped_file.h"
+#include "format/packed_quant.h"
 
 namespace h2o {
 namespace {
@@ -42,8 +43,8 @@ Matrix gguf_matrix(const GgufFile& f, const std::string& name, int rows, int col
   const GgufTensor* t = f.find_tensor(name);
   if (!t) fail("{}: missing tensor {}", f.source_name(), name);
   const bool shape_ok = t->ne.size() >= 2 && t->ne[0] == static_cast<uint64_t>(cols) &&
-                        t->ne[1] == static_cast<uint64_t>(rows) &&
-                        (t->ne.size() < 3 || t->ne[2] == 1) && (t->ne.size() < 4 || t->ne[3] == 1);
+                        t->ne[1] == static_cast<uint64_t>(rows) && (t->ne.size() < 3 || t->ne[2] == 1) &&
+                        (t->ne.size() < 4 || t->ne[3] == 1);
   if (!shape_ok) {
     std::string shape;
     for (size_t i = 0; i < t->ne.size(); ++i) shape += (i ? "x" : "") + std::to_string(t->ne[i]);
@@ -78,6 +79,34 @@ Matrix f32_matrix(const float* p, int rows, int cols) {
   m.data = reinterpret_cast<const uint8_t*>(p);
   m.row_bytes = static_cast<size_t>(cols) * sizeof(float);
   return m;
+}
+
+// Packs every Q8_0/Q4_0 matrix for the integer kernels (format/packed_quant.h) and
+// releases its pages of the mapping, so the weights are resident once. The token
+// embedding keeps its pages: lookups read its rows as stored.
+void pack_quantized(ModelWeights& w) {
+  std::vector<Matrix*> todo;
+  for (auto& l : w.layers) {
+    for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) todo.push_back(m);
+  }
+  todo.push_back(&w.output);
+  auto shape = [](const Matrix& m) {
+    return packed_quant_shape(m.type, static_cast<size_t>(m.rows), static_cast<size_t>(m.cols));
+  };
+  size_t total = 0;  // one buffer for all: each shape's size is a multiple of 64 bytes
+  for (const Matrix* m : todo) total += is_packable(m->type) ? shape(*m).bytes() : 0;
+  if (total == 0) return;
+  w.packed = AlignedBuffer(total);
+  size_t at = 0;
+  for (Matrix* m : todo) {
+    if (!is_packable(m->type)) continue;
+    const PackedQuantShape s = shape(*m);
+    uint8_t* dst = w.packed.data() + at;
+    pack_quant_matrix(m->type, m->data, m->row_bytes, static_cast<size_t>(m->rows), static_cast<size_t>(m->cols), dst);
+    m->packed = dst;
+    at += s.bytes();
+    if (m->data != w.token_embd.data) MappedFile::release_pages(m->data, m->bytes());
+  }
 }
 
 bool file_starts_with(const std::string& path, const char* magic) {
@@ -119,8 +148,8 @@ std::shared_ptr<const Model> Model::load(const ModelLoadOptions& opts) {
   }
   validate_config(opts.path, model->config_);
   if (model->tokenizer_->vocab_size() != model->config_.vocab_size)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", opts.path,
-         model->tokenizer_->vocab_size(), model->config_.vocab_size);
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", opts.path, model->tokenizer_->vocab_size(),
+         model->config_.vocab_size);
   return model;
 }
 
@@ -174,8 +203,8 @@ void Model::load_gguf(const std::string& path) {
     L.w_down = gguf_matrix(f, p + "ffn_down.weight", c.dim, c.hidden_dim);
   }
   w.output_norm = gguf_vector(f, "output_norm.weight", c.dim, w);
-  w.output = f.find_tensor("output.weight") ? gguf_matrix(f, "output.weight", c.vocab_size, c.dim)
-                                            : w.token_embd;
+  w.output = f.find_tensor("output.weight") ? gguf_matrix(f, "output.weight", c.vocab_size, c.dim) : w.token_embd;
+  pack_quantized(w);
 }
 
 void Model::load_llama2c(const std::string& path, const std::string& tokenizer_path) {
@@ -199,8 +228,8 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
 
   const Llama2cWeights& s = l2c_->weights();
   ModelWeights& w = weights_;
-  const size_t D = static_cast<size_t>(c.dim), Q = static_cast<size_t>(c.q_dim()),
-               KV = static_cast<size_t>(c.kv_dim()), H = static_cast<size_t>(c.hidden_dim);
+  const size_t D = static_cast<size_t>(c.dim), Q = static_cast<size_t>(c.q_dim()), KV = static_cast<size_t>(c.kv_dim()),
+               H = static_cast<size_t>(c.hidden_dim);
   w.token_embd = f32_matrix(s.token_embedding, c.vocab_size, c.dim);
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (size_t l = 0; l < w.layers.size(); ++l) {

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/thread_pool.h"
+#include "format/packed_quant.h"
 #include "format/tensor_type.h"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
@@ -68,6 +70,13 @@ OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
     for (int r = 0; r < rows; ++r) {
       quantize_row(type, values.data() + static_cast<size_t>(r) * static_cast<size_t>(cols),
                    o.bytes.data() + static_cast<size_t>(r) * o.m.row_bytes, static_cast<size_t>(cols));
+    }
+    if (type == TensorType::Q8_0) {
+      // -128 never comes out of the quantizer but is a valid stored value (other
+      // writers, hostile files): the packed kernels must handle it exactly.
+      for (size_t at = 2; at < o.bytes.size(); at += 34 * 3 + 5) {
+        if (at % 34 >= 2) o.bytes[at] = 0x80;
+      }
     }
   }
   o.m.data = o.bytes.data();
@@ -130,12 +139,20 @@ TEST(KernelSimd, QuantizeQ8MatchesQuantizeRowBitForBit) {
   x[100] = -500.0f;
   std::vector<int8_t> want_q(x.size());
   std::vector<float> want_d(x.size() / 32);
-  quantize_q8_reference(x.data(), x.size(), want_q.data(), want_d.data());
+  std::vector<int32_t> want_sum(x.size() / 32);
+  quantize_q8_reference(x.data(), x.size(), want_q.data(), want_d.data(), want_sum.data());
+  for (size_t b = 0; b < want_sum.size(); ++b) {
+    int32_t s = 0;
+    for (size_t j = b * 32; j < b * 32 + 32; ++j) s += want_q[j];
+    ASSERT_EQ(want_sum[b], s) << "block " << b;
+  }
   for (const auto& t : available_simd_targets()) {
     std::vector<int8_t> q(x.size());
     std::vector<float> d(x.size() / 32);
-    kernels_for(t).quantize_q8(x.data(), x.size(), q.data(), d.data());
+    std::vector<int32_t> sum(x.size() / 32);
+    kernels_for(t).quantize_q8(x.data(), x.size(), q.data(), d.data(), sum.data());
     EXPECT_EQ(q, want_q) << t.name;
+    EXPECT_EQ(sum, want_sum) << t.name;
     for (size_t b = 0; b < d.size(); ++b) EXPECT_EQ(bits(d[b]), bits(want_d[b])) << t.name << " block " << b;
   }
 }
@@ -202,7 +219,7 @@ double quant_tolerance(const std::vector<float>& w, const float* x) {
   return bound + float_tolerance(w, x);
 }
 
-TEST(KernelSimd, QuantizedProductsMatchTheirLaneOrderOnEveryTarget) {
+TEST(KernelSimd, QuantizedProductsMatchTheirBlockOrderOnEveryTarget) {
   for (const TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
     for (const Shape& s : kQuantShapes) {
       const auto w = random_matrix(type, s.rows, s.cols, 8);
@@ -210,7 +227,8 @@ TEST(KernelSimd, QuantizedProductsMatchTheirLaneOrderOnEveryTarget) {
       const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
       std::vector<int8_t> qs(x.size());
       std::vector<float> d(x.size() / 32);
-      quantize_q8_reference(x.data(), x.size(), qs.data(), d.data());
+      std::vector<int32_t> sum(x.size() / 32);
+      quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
       for (const auto& t : simd_targets()) {
         const auto out = run_matmul(kernels_for(t), w.m, x, s.tokens);
         for (int r = 0; r < s.rows; ++r) {
@@ -218,8 +236,8 @@ TEST(KernelSimd, QuantizedProductsMatchTheirLaneOrderOnEveryTarget) {
           for (int tok = 0; tok < s.tokens; ++tok) {
             const size_t xo = static_cast<size_t>(tok * s.cols);
             const float lanes = type == TensorType::Q8_0
-                                    ? dot_q8_0_q8_lanes(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size())
-                                    : dot_q4_0_q8_lanes(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size());
+                                    ? dot_q8_0_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size())
+                                    : dot_q4_0_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size());
             const size_t at = static_cast<size_t>(tok * s.rows + r);
             const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
                                       std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
@@ -247,6 +265,47 @@ TEST(KernelSimd, KQuantsDecodeRowsThenStayNearTheReference) {
           ASSERT_NEAR(out[at], ref[at], float_tolerance(row, x.data() + tok * 512)) << t.name << " r" << r;
         }
       }
+    }
+  }
+}
+
+// The packed layout holds every value of the file's layout (rows past the matrix zero), and
+// a model's pre-packed matrix gives the same bits as the copy matmul packs per call.
+TEST(KernelSimd, PackedLayoutKeepsEveryValueAndMatchesPackingPerCall) {
+  for (const TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+    const int rows = 37, cols = 96;
+    const auto w = random_matrix(type, rows, cols, 14);
+    const PackedQuantShape shape = packed_quant_shape(type, rows, cols);
+    EXPECT_EQ(shape.groups, 5u);
+    EXPECT_EQ(shape.group_bytes % 64, 0u);
+    AlignedBuffer packed(shape.bytes());
+    pack_quant_matrix(type, w.m.data, w.m.row_bytes, rows, cols, packed.data());
+    for (int r = 0; r < rows; ++r) {
+      const auto row = decode(w.m, r);
+      for (int c = 0; c < cols; ++c) {
+        const uint8_t* blk = w.m.row(r) + (c / 32) * traits(type).block_bytes;
+        const float d = fp16_to_fp32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
+        const int v =
+            packed_quant_value(type, packed.data(), rows, cols, static_cast<size_t>(r), static_cast<size_t>(c));
+        ASSERT_EQ(static_cast<float>(v) * d, row[static_cast<size_t>(c)])
+            << traits(type).name << " r" << r << " c" << c;
+      }
+    }
+    // Rows 37..39 of the last group: values and scales zero (their outputs are never written).
+    const uint8_t* last = packed.data() + 4 * shape.group_bytes;
+    for (size_t b = 0; b < shape.blocks; ++b) {
+      for (size_t i = 5; i < 8; ++i) {
+        for (size_t c = 0; c < shape.qs_bytes / 32; ++c) {
+          for (size_t k = 0; k < 4; ++k) ASSERT_EQ(last[shape.qs_at(b) + c * 32 + i * 4 + k], 0);
+        }
+        ASSERT_EQ(last[shape.scales_at(b) + i * 2], 0);
+      }
+    }
+    Matrix prepacked = w.m;
+    prepacked.packed = packed.data();
+    const auto x = random_floats(static_cast<size_t>(11 * cols), 15);
+    for (const auto& t : simd_targets()) {
+      EXPECT_EQ(run_matmul(kernels_for(t), prepacked, x, 11), run_matmul(kernels_for(t), w.m, x, 11)) << t.name;
     }
   }
 }
