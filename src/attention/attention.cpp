@@ -50,7 +50,8 @@ void attend_kv_head(const ModelConfig& cfg, const AttentionJob& job, size_t h, H
       for (size_t j = 0; j < n; ++j) {
         if (pos[j] <= job.q_pos[r]) visible[m++] = static_cast<uint32_t>(j);
       }
-      for (size_t j = 0; j < m; ++j) p[j] = dot_f32(qv, keys + visible[j] * hd, cfg.head_dim) / scale_div;
+      dot_f32_rows(qv, keys, visible, m, cfg.head_dim, p);
+      for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
       softmax(p, static_cast<int>(m));
       if (observer) {
         for (size_t j = 0; j < m; ++j) s.visible_pos[j] = pos[visible[j]];
@@ -58,12 +59,12 @@ void attend_kv_head(const ModelConfig& cfg, const AttentionJob& job, size_t h, H
                                  p, static_cast<int>(m)});
       }
       std::memset(o, 0, hd * sizeof(float));
-      for (size_t j = 0; j < m; ++j) {
-        const float* vr = values + visible[j] * hd;
-        const float a = p[j];
-        for (size_t i = 0; i < hd; ++i) o[i] += a * vr[i];
-        if (mass) mass[visible[j]] += a;
-        if (last && r == job.n_rows - 1) last[visible[j]] += a;
+      axpy_f32_rows(p, values, visible, m, cfg.head_dim, o);
+      if (mass) {
+        for (size_t j = 0; j < m; ++j) mass[visible[j]] += p[j];
+      }
+      if (last && r == job.n_rows - 1) {
+        for (size_t j = 0; j < m; ++j) last[visible[j]] += p[j];
       }
     }
   }

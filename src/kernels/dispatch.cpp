@@ -95,6 +95,8 @@ const KernelTable& kernels_for(const SimdTarget& target) {
         k.reference = true;
         k.dot_f32 = &dot_f32_reference;
         k.axpy_f32 = &axpy_f32_reference;
+        k.dot_rows_f32 = &dot_rows_f32_reference;
+        k.axpy_rows_f32 = &axpy_rows_f32_reference;
         k.quantize_q8 = &quantize_q8_reference;
       } else {
         fill_float_kernels(t.hwy_target, k);

@@ -43,6 +43,12 @@ struct KernelTable {
   float (*dot_f32)(const float* a, const float* b, size_t n) = nullptr;
   // y[i] += a * x[i] (same bits on every target).
   void (*axpy_f32)(float a, const float* x, float* y, size_t n) = nullptr;
+  // Attention over gathered rows (row j at rows + idx[j] * n), one call per query instead
+  // of one per slot: out[j] = dot_f32(q, row j) for j < m; and y += p[j] * row j for j in
+  // order, each step rounding as axpy_f32 does. The same bits as those calls in a loop.
+  void (*dot_rows_f32)(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n,
+                       float* out) = nullptr;
+  void (*axpy_rows_f32)(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) = nullptr;
   // n (a multiple of 32) floats -> Q8_0 values qs[n], scales d[n / 32] and block sums
   // sum[n / 32].
   void (*quantize_q8)(const float* x, size_t n, int8_t* qs, float* d, int32_t* sum) = nullptr;

@@ -10,12 +10,16 @@ namespace h2o {
 // float); only dot products sum in eight lanes. Greedy output on stories260K matches the
 // reference text byte for byte (tested).
 
-float dot_f32(const float* a, const float* b, int n) {
-  return active_kernels().dot_f32(a, b, static_cast<size_t>(n));
+float dot_f32(const float* a, const float* b, int n) { return active_kernels().dot_f32(a, b, static_cast<size_t>(n)); }
+
+void axpy_f32(float a, const float* x, float* y, int n) { active_kernels().axpy_f32(a, x, y, static_cast<size_t>(n)); }
+
+void dot_f32_rows(const float* q, const float* rows, const uint32_t* idx, size_t m, int n, float* out) {
+  active_kernels().dot_rows_f32(q, rows, idx, m, static_cast<size_t>(n), out);
 }
 
-void axpy_f32(float a, const float* x, float* y, int n) {
-  active_kernels().axpy_f32(a, x, y, static_cast<size_t>(n));
+void axpy_f32_rows(const float* p, const float* rows, const uint32_t* idx, size_t m, int n, float* y) {
+  active_kernels().axpy_rows_f32(p, rows, idx, m, static_cast<size_t>(n), y);
 }
 
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {

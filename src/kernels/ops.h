@@ -3,6 +3,9 @@
 // (reference.h); the others are scalar.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 #include "model/config.h"
 
 namespace h2o {
@@ -13,6 +16,11 @@ float dot_f32(const float* a, const float* b, int n);
 
 // y[i] += a * x[i] for i < n. Attention's value accumulation.
 void axpy_f32(float a, const float* x, float* y, int n);
+
+// Over m gathered rows of n values (row j at rows + idx[j] * n), with the same bits as the
+// calls above in a loop: out[j] = dot_f32(q, row j); y += p[j] * row j for j in order.
+void dot_f32_rows(const float* q, const float* rows, const uint32_t* idx, size_t m, int n, float* out);
+void axpy_f32_rows(const float* p, const float* rows, const uint32_t* idx, size_t m, int n, float* y);
 
 // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps), over n values.
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);

@@ -60,6 +60,14 @@ void axpy_f32_reference(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void dot_rows_f32_reference(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
+  for (size_t j = 0; j < m; ++j) out[j] = dot_f32_reference(q, rows + idx[j] * n, n);
+}
+
+void axpy_rows_f32_reference(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
+  for (size_t j = 0; j < m; ++j) axpy_f32_reference(p[j], rows + idx[j] * n, y, n);
+}
+
 void matmul_reference(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool) {
   const auto cols = static_cast<size_t>(w.cols);
   const auto rows = static_cast<size_t>(w.rows);

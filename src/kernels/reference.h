@@ -19,6 +19,10 @@ float dot_f32_reference(const float* a, const float* b, size_t n);
 // y[i] += a * x[i]
 void axpy_f32_reference(float a, const float* x, float* y, size_t n);
 
+// The gathered-row forms (KernelTable::dot_rows_f32, axpy_rows_f32): the calls above in a loop.
+void dot_rows_f32_reference(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, float* out);
+void axpy_rows_f32_reference(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y);
+
 // out[t][r] = dot_f32_reference(row r decoded to float, x[t]); rows split over the pool.
 void matmul_reference(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool);
 

@@ -61,6 +61,29 @@ void AxpyF32(float a, const float* x, float* y, size_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+void DotRowsF32(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
+  for (size_t j = 0; j < m; ++j) out[j] = DotF32(q, rows + idx[j] * n, n);
+}
+
+// y is held in registers, kY vectors at a time, while every row is added to it.
+void AxpyRowsF32(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kY = 4;
+  size_t i = 0;
+  for (; i + kY * N <= n; i += kY * N) {
+    hn::Vec<decltype(d)> acc[kY];
+    for (size_t v = 0; v < kY; ++v) acc[v] = hn::LoadU(d, y + i + v * N);
+    for (size_t j = 0; j < m; ++j) {
+      const float* x = rows + idx[j] * n + i;
+      const auto va = hn::Set(d, p[j]);
+      for (size_t v = 0; v < kY; ++v) acc[v] = hn::Add(acc[v], hn::Mul(va, hn::LoadU(d, x + v * N)));
+    }
+    for (size_t v = 0; v < kY; ++v) hn::StoreU(acc[v], d, y + i + v * N);
+  }
+  for (size_t j = 0; j < m && i < n; ++j) AxpyF32(p[j], rows + idx[j] * n + i, y + i, n - i);
+}
+
 // ---------------------------------------------------------------- matrix products
 
 // Vector shapes for the 16 virtual lanes: GEMM tiles use the widest vectors (up to 16
@@ -182,6 +205,8 @@ void FloatGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
 void FillFloatKernels(KernelTable& t) {
   t.dot_f32 = &DotF32;
   t.axpy_f32 = &AxpyF32;
+  t.dot_rows_f32 = &DotRowsF32;
+  t.axpy_rows_f32 = &AxpyRowsF32;
   t.gemm_f32 = &FloatGemm<F32Weights>;
   t.gemm_f16 = &FloatGemm<F16Weights>;
   t.gemm_bf16 = &FloatGemm<BF16Weights>;

@@ -136,6 +136,41 @@ HWY_INLINE void PackedTile(const GemmArgs& a, size_t g, size_t t0, size_t valid)
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// Groups g and g + 1 (16 rows, `valid` of them in the matrix) against tokens t0 .. t0+TT,
+// in 512-bit vectors; the same operations lane for lane as PackedTile.
+template <class Format, size_t TT>
+HWY_INLINE void PackedTile2(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+  const size_t nb = a.cols / 32;
+  const uint8_t* g0 = a.w + g * a.group_bytes;
+  const uint8_t* g1 = g0 + a.group_bytes;
+  __m512 acc[TT];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    const packed::WBlock2 w = packed::LoadWBlock2(Format(), g0 + QsAt<Format>(b), g1 + QsAt<Format>(b));
+    const __m128i s0 = _mm_load_si128(reinterpret_cast<const __m128i*>(g0 + ScalesAt<Format>(b)));
+    const __m128i s1 = _mm_load_si128(reinterpret_cast<const __m128i*>(g1 + ScalesAt<Format>(b)));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(s0), s1, 1));
+    for (size_t t = 0; t < TT; ++t) {
+      const size_t tb = (t0 + t) * nb + b;
+      const __m512i sums = packed::RowSums2(Format(), w, a.xq.qs + (t0 + t) * a.cols + 32 * b, a.xq.sum[tb]);
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(a.xq.d[tb]));
+      acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(sums), scale));
+    }
+  }
+  for (size_t t = 0; t < TT; ++t) {
+    float* out = a.out + (t0 + t) * a.out_stride + g * kGroupRows;
+    if (valid == 2 * kGroupRows) {
+      _mm512_storeu_ps(out, acc[t]);
+    } else {
+      alignas(64) float rows16[2 * kGroupRows];
+      _mm512_store_ps(rows16, acc[t]);
+      std::memcpy(out, rows16, valid * sizeof(float));
+    }
+  }
+}
+#endif
+
 #else
 
 constexpr size_t kTokTile = 4;
@@ -179,7 +214,19 @@ void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
   const size_t g_begin = row_begin / kGroupRows, g_end = (row_end + kGroupRows - 1) / kGroupRows;
   for (size_t c0 = 0; c0 < a.n_tokens; c0 += kTokChunk) {
     const size_t c1 = std::min(a.n_tokens, c0 + kTokChunk);
-    for (size_t g = g_begin; g < g_end; ++g) {
+    size_t g = g_begin;
+#if HWY_TARGET == HWY_AVX3_DL
+    if (c1 - c0 >= 4) {
+      for (; g + 2 <= g_end; g += 2) {
+        const size_t valid = std::min(2 * kGroupRows, row_end - g * kGroupRows);
+        size_t t = c0;
+        for (; t + 8 <= c1; t += 8) PackedTile2<Format, 8>(a, g, t, valid);
+        for (; t + 4 <= c1; t += 4) PackedTile2<Format, 4>(a, g, t, valid);
+        for (; t < c1; ++t) PackedTile2<Format, 1>(a, g, t, valid);
+      }
+    }
+#endif
+    for (; g < g_end; ++g) {
       const size_t valid = std::min(kGroupRows, row_end - g * kGroupRows);
       size_t t = c0;
       for (; t + kTokTile <= c1; t += kTokTile) PackedTile<Format, kTokTile>(a, g, t, valid);

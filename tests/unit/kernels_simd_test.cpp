@@ -112,6 +112,28 @@ TEST(KernelSimd, DotF32MatchesTheReferenceBitForBit) {
   }
 }
 
+TEST(KernelSimd, GatheredRowFormsMatchTheSingleCallsBitForBit) {
+  const auto rows = random_floats(40 * 100, 3), q = random_floats(100, 4), p = random_floats(40, 5);
+  const std::vector<uint32_t> idx = {3, 0, 39, 7, 7, 12, 25, 1, 38, 2, 19, 20, 5};
+  for (const auto& t : available_simd_targets()) {
+    const KernelTable& k = kernels_for(t);
+    for (size_t n : {0, 1, 7, 8, 16, 31, 32, 63, 64, 65, 100}) {
+      for (size_t m : {size_t{0}, size_t{1}, size_t{5}, idx.size()}) {
+        std::vector<float> out(m), want_out(m);
+        k.dot_rows_f32(q.data(), rows.data(), idx.data(), m, n, out.data());
+        std::vector<float> y(n, 0.25f), want_y(n, 0.25f);
+        k.axpy_rows_f32(p.data(), rows.data(), idx.data(), m, n, y.data());
+        for (size_t j = 0; j < m; ++j) {
+          want_out[j] = dot_f32_reference(q.data(), rows.data() + idx[j] * n, n);
+          axpy_f32_reference(p[j], rows.data() + idx[j] * n, want_y.data(), n);
+        }
+        for (size_t j = 0; j < m; ++j) EXPECT_EQ(bits(out[j]), bits(want_out[j])) << t.name << " n=" << n << " j=" << j;
+        for (size_t i = 0; i < n; ++i) EXPECT_EQ(bits(y[i]), bits(want_y[i])) << t.name << " n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
 TEST(KernelSimd, AxpyMatchesTheReferenceBitForBit) {
   const auto x = random_floats(300, 3), y0 = random_floats(300, 4);
   for (const auto& t : available_simd_targets()) {
@@ -165,7 +187,7 @@ struct Shape {
 // Rows that are not a multiple of any tile, columns with and without a 16-value tail,
 // token counts around the tiles, and the GEMM size of a prefill chunk.
 const Shape kFloatShapes[] = {{37, 64, 1}, {37, 172, 3}, {19, 200, 9}, {64, 256, 64}, {5, 16, 5}, {3, 8, 2}};
-const Shape kQuantShapes[] = {{37, 64, 1}, {37, 256, 3}, {19, 96, 9}, {64, 256, 64}, {5, 32, 5}};
+const Shape kQuantShapes[] = {{37, 64, 1}, {37, 256, 3}, {19, 96, 9}, {64, 256, 64}, {5, 32, 5}, {13, 64, 6}};
 
 // |out - reference| bound of float rounding: a few ulps of sum |w x| per row.
 double float_tolerance(const std::vector<float>& w, const float* x) {
