@@ -137,6 +137,9 @@ HWY_INLINE void PackedTile(const GemmArgs& a, size_t g, size_t t0, size_t valid)
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
+// Pairs of groups only for several tokens: one token streams its weights from memory, and
+// two streams (groups g and g + 1) read memory slower than one (measured).
+constexpr size_t kPairMinTokens = 4;
 // Groups g and g + 1 (16 rows, `valid` of them in the matrix) against tokens t0 .. t0+TT,
 // in 512-bit vectors; the same operations lane for lane as PackedTile.
 template <class Format, size_t TT>
@@ -216,7 +219,7 @@ void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
     const size_t c1 = std::min(a.n_tokens, c0 + kTokChunk);
     size_t g = g_begin;
 #if HWY_TARGET == HWY_AVX3_DL
-    if (c1 - c0 >= 4) {
+    if (c1 - c0 >= kPairMinTokens) {
       for (; g + 2 <= g_end; g += 2) {
         const size_t valid = std::min(2 * kGroupRows, row_end - g * kGroupRows);
         size_t t = c0;
