@@ -75,7 +75,11 @@ void register_synth(CLI::App& app) {
   auto f = std::make_shared<SynthFlags>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a random-weight GGUF of a named LLaMA shape (for benchmarks)");
   cmd->add_option("--shape", f->shape, "tiny, tinyllama-1.1b, llama2-7b, mha-200m (see --list)");
-  cmd->add_option("--type", f->type, "Matrix type: f32, f16, bf16, q8_0, q4_0 (norms stay f32)")->capture_default_str();
+  cmd->add_option(
+         "--type", f->type,
+         "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (norms stay f32; the K-quants need widths that are "
+         "multiples of 256)")
+      ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "Output .gguf file");
   cmd->add_option("-s,--seed", f->seed, "Weight seed")->capture_default_str();
   add_threads_flag(*cmd, f->threads);

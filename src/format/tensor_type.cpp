@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "format/quantize_k.h"
 
 namespace h2o {
 namespace {
@@ -245,11 +246,14 @@ void quantize_row(TensorType t, const float* src, void* dst, size_t n) {
         }
       }
       return;
-    case TensorType::Q4_K:
-    case TensorType::Q6_K:
-      break;
+    case TensorType::Q4_K:  // ggml quantize_row_q4_K_ref
+      quantize_row_q4_k(src, p, n);
+      return;
+    case TensorType::Q6_K:  // ggml quantize_row_q6_K_ref
+      quantize_row_q6_k(src, p, n);
+      return;
   }
-  fail("writing tensor type {} is not supported", traits(t).name);
+  fail("writing tensor type {} is not supported", type_name(static_cast<uint32_t>(t)));
 }
 
 }  // namespace h2o

@@ -47,8 +47,8 @@ uint16_t fp32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 // Scalar reference used by loaders, tests and the slow paths.
 void dequantize_row(TensorType t, const void* src, float* dst, size_t n);
 
-// Encode n floats into blocks of type t (F32/F16/BF16/Q8_0/Q4_0), as ggml's reference
-// quantizers do. Used to write GGUF files and to quantize activations.
+// Encode n floats into blocks of type t (every type above; Q4_K/Q6_K in quantize_k.*), as
+// ggml's reference quantizers do. Used to write GGUF files and to quantize activations.
 void quantize_row(TensorType t, const float* src, void* dst, size_t n);
 
 }  // namespace h2o

@@ -43,6 +43,10 @@ uint32_t file_type_id(TensorType t) {
       return 7;
     case TensorType::BF16:
       return 32;
+    case TensorType::Q4_K:  // LLAMA_FTYPE_MOSTLY_Q4_K_S: every matrix Q4_K (Q4_K_M mixes in Q6_K)
+      return 14;
+    case TensorType::Q6_K:  // LLAMA_FTYPE_MOSTLY_Q6_K
+      return 18;
     default:
       break;
   }
@@ -183,6 +187,19 @@ void set_metadata(GgufWriter& w, const SynthShape& s, TensorType type, uint64_t 
   w.set_u32("tokenizer.ggml.eos_token_id", 2);
 }
 
+// A caller-made shape must make a model Model::load accepts.
+void check_shape(const SynthShape& s) {
+  if (s.dim <= 0 || s.hidden_dim <= 0 || s.n_layers <= 0 || s.n_heads <= 0 || s.n_kv_heads <= 0 ||
+      s.context_length <= 0) {
+    fail("shape {}: sizes must be positive", s.name);
+  }
+  if (s.dim % s.n_heads != 0 || s.n_heads % s.n_kv_heads != 0) {
+    fail("shape {}: dim {} must divide into {} heads, and those into {} KV heads", s.name, s.dim, s.n_heads,
+         s.n_kv_heads);
+  }
+  if (s.vocab_size < kMinVocab) fail("shape {}: vocab_size {} is below {}", s.name, s.vocab_size, kMinVocab);
+}
+
 }  // namespace
 
 uint64_t SynthShape::n_params() const {
@@ -206,24 +223,28 @@ const SynthShape& find_synth_shape(std::string_view name) {
 TensorType parse_synth_type(std::string_view name) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0}) {
+  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
+                       TensorType::Q4_K, TensorType::Q6_K}) {
     std::string n(traits(t).name);
     for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (n == lower) return t;
   }
-  fail("unknown tensor type '{}' (choose f32, f16, bf16, q8_0, q4_0)", name);
+  fail("unknown tensor type '{}' (choose f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)", name);
 }
 
 SynthResult synthesize_model(const SynthOptions& opts, const SynthProgress& progress) {
-  const SynthShape& shape = find_synth_shape(opts.shape);
+  if (opts.custom_shape) check_shape(*opts.custom_shape);
+  const SynthShape& shape = opts.custom_shape ? *opts.custom_shape : find_synth_shape(opts.shape);
   if (opts.path.empty()) fail("synth: no output file given (-o)");
   if (opts.threads < 1) fail("synth: threads must be at least 1, got {}", opts.threads);
   const TypeTraits& tt = traits(opts.type);
   const std::vector<TensorPlan> plan = plan_tensors(shape);
   for (const auto& t : plan) {
     if (!t.vector && t.cols % static_cast<int>(tt.block_elems) != 0) {
-      fail("shape {}: {} has rows of {} values, not a multiple of the {} block size {}", shape.name, t.name, t.cols,
-           tt.name, tt.block_elems);
+      fail(
+          "shape {}: {} has rows of {} values, not a multiple of the {} block size {} (use a wider shape or another "
+          "type)",
+          shape.name, t.name, t.cols, tt.name, tt.block_elems);
     }
   }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,11 +35,16 @@ struct SynthShape {
 const std::vector<SynthShape>& synth_shapes();
 // Throws h2o::Error naming the known shapes.
 const SynthShape& find_synth_shape(std::string_view name);
-// "f32", "f16", "bf16", "q8_0", "q4_0" (any case). Throws h2o::Error naming the choices.
+// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (any case). Throws h2o::Error
+// naming the choices. The K-quants need matrix widths that are multiples of 256 (not the
+// `tiny` shape).
 TensorType parse_synth_type(std::string_view name);
 
 struct SynthOptions {
   std::string shape = "tiny";
+  // Used instead of the named `shape` when set (tests, odd sizes); SynthResult::shape then
+  // points at this member, and the name's characters must outlive the call.
+  std::optional<SynthShape> custom_shape;
   TensorType type = TensorType::F32;  // of every matrix; norm vectors are always F32
   uint64_t seed = 0;
   int threads = 1;   // rows are generated in parallel; output is the same
@@ -57,7 +63,8 @@ struct SynthResult {
 using SynthProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
 // Writes the file tensor by tensor (memory stays at a few MiB whatever the shape).
-// Throws h2o::Error for an unknown shape, a type whose block size does not divide a row,
+// Throws h2o::Error for an unknown or invalid shape, a type whose block size does not
+// divide a row (e.g. Q4_K, 256, with a width of 64),
 // or an I/O failure (no partial file is left behind).
 SynthResult synthesize_model(const SynthOptions& opts, const SynthProgress& progress = {});
 

@@ -118,7 +118,9 @@ TEST(Synth, NamedShapesHaveTheirPublishedSizes) {
 
 TEST(Synth, BadNamesAreErrors) {
   EXPECT_THROW(find_synth_shape("llama3-405b"), Error);
-  EXPECT_THROW(parse_synth_type("q4_k"), Error);
+  EXPECT_THROW(parse_synth_type("q3_k"), Error);
+  EXPECT_EQ(parse_synth_type("Q4_K"), TensorType::Q4_K);
+  EXPECT_EQ(parse_synth_type("q6_k"), TensorType::Q6_K);
   EXPECT_THROW(parse_synth_type(""), Error);
   EXPECT_EQ(parse_synth_type("Q8_0"), TensorType::Q8_0);
   EXPECT_EQ(parse_synth_type("bf16"), TensorType::BF16);
@@ -130,6 +132,103 @@ TEST(Synth, BadNamesAreErrors) {
   o.shape = "tiny";
   o.path = "/nonexistent-dir/x.gguf";
   EXPECT_THROW(synthesize_model(o), Error);
+}
+
+// ---- K-quants ---------------------------------------------------------------------------
+
+// Q4_K / Q6_K super-blocks hold 256 values, so every matrix width must be a multiple of
+// 256; `tiny` (dim 64) is too narrow. A small custom shape instead (~1.1M params).
+SynthShape k_quant_shape() {
+  SynthShape s;
+  s.name = "tiny-256";
+  s.description = "small GQA shape with 256-multiple widths";
+  s.dim = 256;
+  s.hidden_dim = 512;
+  s.n_layers = 2;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.vocab_size = 512;
+  s.context_length = 128;
+  return s;
+}
+
+TEST(Synth, KQuantFilesLoadAndGenerate) {
+  const SynthShape shape = k_quant_shape();
+  for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
+    SCOPED_TRACE(std::string(traits(type).name));
+    SynthOptions o;
+    o.custom_shape = shape;
+    o.type = type;
+    o.seed = 3;
+    o.threads = 2;
+    o.path = temp_path(std::string(traits(type).name) + "_k.gguf");
+    const SynthResult r = synthesize_model(o);
+    EXPECT_EQ(r.n_params, shape.n_params());
+    // Every matrix is of the type, the norms F32; general.file_type is ggml's llama_ftype.
+    {
+      const GgufFile f = GgufFile::open(o.path);
+      EXPECT_EQ(f.get_int("general.file_type"), type == TensorType::Q4_K ? 14 : 18);
+      EXPECT_EQ(f.find_tensor("blk.1.ffn_down.weight")->type, type);
+      EXPECT_EQ(f.find_tensor("token_embd.weight")->type, type);
+      EXPECT_EQ(f.find_tensor("output_norm.weight")->type, TensorType::F32);
+    }
+
+    auto model = Model::load({o.path, ""});
+    EXPECT_EQ(model->config().dim, shape.dim);
+    EXPECT_EQ(model->config().vocab_size, shape.vocab_size);
+    EXPECT_EQ(model->weights().layers[0].w_down.type, type);
+    EXPECT_EQ(model->weights().output.type, type);
+
+    // Prefill and greedy decoding: finite logits of some spread, tokens in the vocabulary.
+    const std::vector<int32_t> ids = model->tokenizer().encode("the cat sat", true);
+    Session s(model, SessionOptions{});
+    std::span<const float> logits = s.feed(ids);
+    ASSERT_EQ(logits.size(), static_cast<size_t>(shape.vocab_size));
+    ASSERT_TRUE(all_finite(logits));
+    for (int i = 0; i < 4; ++i) {
+      const auto next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      ASSERT_GE(next, 0);
+      ASSERT_LT(next, shape.vocab_size);
+      logits = s.feed(std::span(&next, 1));
+      ASSERT_TRUE(all_finite(logits)) << "step " << i;
+    }
+    const auto [lo, hi] = std::minmax_element(logits.begin(), logits.end());
+    EXPECT_GT(*hi - *lo, 0.1f);
+    std::filesystem::remove(o.path);
+  }
+}
+
+TEST(Synth, KQuantsRejectWidthsNotMultiplesOf256) {
+  for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
+    SynthOptions o;
+    o.shape = "tiny";  // dim 64
+    o.type = type;
+    o.path = temp_path("narrow.gguf");
+    try {
+      synthesize_model(o);
+      ADD_FAILURE() << "no error for " << traits(type).name;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string(traits(type).name)), std::string::npos) << msg;
+      EXPECT_NE(msg.find("64"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("256"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+    EXPECT_FALSE(std::filesystem::exists(o.path));
+  }
+  // A custom shape with a 256-wide embedding but a 320-wide feed-forward fails on the latter.
+  SynthOptions o;
+  o.custom_shape = k_quant_shape();
+  o.custom_shape->hidden_dim = 320;
+  o.type = TensorType::Q4_K;
+  o.path = temp_path("narrow_ffn.gguf");
+  try {
+    synthesize_model(o);
+    ADD_FAILURE() << "no error for hidden_dim 320";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("320"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(o.path));
 }
 
 // ---- GgufWriter::write_streamed --------------------------------------------------------
