@@ -101,6 +101,7 @@ const KernelTable& kernels_for(const SimdTarget& target) {
       } else {
         fill_float_kernels(t.hwy_target, k);
         fill_quant_kernels(t.hwy_target, k);
+        fill_kquant_kernels(t.hwy_target, k);
       }
     }
     return all;

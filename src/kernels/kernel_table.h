@@ -1,6 +1,6 @@
 // The kernels of one SIMD target as plain function pointers. dispatch.cpp fills one table
 // per target this CPU runs from Highway's per-target tables (simd_float.cpp,
-// simd_quant.cpp); matmul.cpp and ops.cpp call through the active one.
+// simd_quant.cpp, simd_kquant.cpp); matmul.cpp and ops.cpp call through the active one.
 #pragma once
 
 #include <cstddef>
@@ -27,7 +27,7 @@ struct GemmArgs {
   size_t group_bytes = 0;
   size_t cols = 0;
   const float* x = nullptr;  // [n_tokens][cols] float activations (F32/F16/BF16 weights)
-  Q8Activations xq;          // quantized activations (Q8_0/Q4_0 weights)
+  Q8Activations xq;          // quantized activations (Q8_0/Q4_0/Q4_K/Q6_K weights)
   size_t n_tokens = 0;
   float* out = nullptr;
   size_t out_stride = 0;
@@ -63,11 +63,17 @@ struct KernelTable {
   // dot_q4_0_q8_blocks in reference.h). row_begin is a multiple of 8.
   GemmFn gemm_q8_0 = nullptr;
   GemmFn gemm_q4_0 = nullptr;
+  // Q4_K / Q6_K weights as stored (row r at w + r * row_bytes) and Q8_0 activations: per
+  // 32 values an exact int32 sum, scaled in eight float lanes (dot_q4_k_q8_blocks,
+  // dot_q6_k_q8_blocks in reference.h). Any row_begin.
+  GemmFn gemm_q4_k = nullptr;
+  GemmFn gemm_q6_k = nullptr;
 };
 
 // Fill the SIMD entries of `table` with the kernels compiled for Highway target
 // `hwy_target` (one bit of HWY_TARGETS that this CPU supports).
-void fill_float_kernels(int64_t hwy_target, KernelTable& table);  // simd_float.cpp
-void fill_quant_kernels(int64_t hwy_target, KernelTable& table);  // simd_quant.cpp
+void fill_float_kernels(int64_t hwy_target, KernelTable& table);   // simd_float.cpp
+void fill_quant_kernels(int64_t hwy_target, KernelTable& table);   // simd_quant.cpp
+void fill_kquant_kernels(int64_t hwy_target, KernelTable& table);  // simd_kquant.cpp
 
 }  // namespace h2o

@@ -22,24 +22,22 @@ void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
       rows * a.cols * a.n_tokens);
 }
 
-// Q4_K / Q6_K: no SIMD block kernel yet; decode each row, then the F32 kernel on it.
-void run_decoded_rows(const KernelTable& k, const Matrix& w, const GemmArgs& a, ThreadPool& pool) {
-  const auto rows = static_cast<size_t>(w.rows);
-  pool.parallel_for(
-      rows,
-      [&](size_t begin, size_t end) {
-        std::vector<float> decoded(a.cols);
-        GemmArgs one = a;
-        one.w = reinterpret_cast<const uint8_t*>(decoded.data());
-        one.row_bytes = 0;
-        for (size_t r = begin; r < end; ++r) {
-          dequantize_row(w.type, w.row(static_cast<int>(r)), decoded.data(), a.cols);
-          one.out = a.out + r;
-          k.gemm_f32(one, 0, 1);
-        }
-      },
-      rows * a.cols * a.n_tokens);
-}
+// Activations quantized to Q8_0 once per call (the quantized weight types):
+// [n_tokens][cols] values, [n_tokens][cols / 32] scales and block sums.
+struct QuantizedActivations {
+  std::vector<int8_t> qs;
+  std::vector<float> d;
+  std::vector<int32_t> sum;
+
+  QuantizedActivations(const KernelTable& k, const float* x, size_t n_tokens, size_t cols)
+      : qs(n_tokens * cols), d(n_tokens * cols / 32), sum(n_tokens * cols / 32) {
+    const size_t nb = cols / 32;
+    for (size_t t = 0; t < n_tokens; ++t) {
+      k.quantize_q8(x + t * cols, cols, qs.data() + t * cols, d.data() + t * nb, sum.data() + t * nb);
+    }
+  }
+  Q8Activations view() const { return Q8Activations{qs.data(), d.data(), sum.data()}; }
+};
 
 }  // namespace
 
@@ -84,21 +82,17 @@ void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens,
         a.w = copy.data();
       }
       a.group_bytes = shape.group_bytes;
-      // Activations quantized once per call: [n_tokens][cols] values, [n_tokens][cols / 32]
-      // scales and block sums.
-      const size_t nb = a.cols / 32;
-      std::vector<int8_t> qs(a.n_tokens * a.cols);
-      std::vector<float> d(a.n_tokens * nb);
-      std::vector<int32_t> sum(a.n_tokens * nb);
-      for (size_t t = 0; t < a.n_tokens; ++t) {
-        k.quantize_q8(x + t * a.cols, a.cols, qs.data() + t * a.cols, d.data() + t * nb, sum.data() + t * nb);
-      }
-      a.xq = Q8Activations{qs.data(), d.data(), sum.data()};
+      const QuantizedActivations xq(k, x, a.n_tokens, a.cols);
+      a.xq = xq.view();
       return run_rows(w.type == TensorType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0, a, rows, pool);
     }
     case TensorType::Q4_K:
-    case TensorType::Q6_K:
-      return run_decoded_rows(k, w, a, pool);
+    case TensorType::Q6_K: {
+      // Weights as stored, row by row.
+      const QuantizedActivations xq(k, x, a.n_tokens, a.cols);
+      a.xq = xq.view();
+      return run_rows(w.type == TensorType::Q4_K ? k.gemm_q4_k : k.gemm_q6_k, a, rows, pool);
+    }
   }
   fail("cannot multiply by tensor type {}", static_cast<uint32_t>(w.type));
 }

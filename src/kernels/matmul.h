@@ -3,7 +3,8 @@
 //   F32, F16, BF16 weights: fused multiply-adds, F16/BF16 widened in registers;
 //   Q8_0, Q4_0 weights: packed in groups of 8 rows (format/packed_quant.h; Matrix::packed,
 //     else a copy per call), activations quantized to Q8_0 once per call, integer dots;
-//   Q4_K, Q6_K weights: each row decoded to float, then the F32 kernel.
+//   Q4_K, Q6_K weights: read row by row as stored, activations quantized to Q8_0 as above,
+//     integer dots per 32 values (simd_kquant.cpp).
 // With n_tokens > 1 the kernels tile rows x tokens so a weight block is loaded once for
 // several tokens. Each output element is computed by one thread in one fixed order, the
 // same for every token count and thread count. H2O_SIMD=scalar runs matmul_reference().

@@ -39,6 +39,17 @@ float dot_q8_blocks(const uint8_t* w_row, size_t block_bytes, Unpack unpack, con
   return acc;
 }
 
+// Q4_K's eight 6-bit scales and mins in 12 bytes (ggml's get_scale_min_k4).
+void scale_min_k4(size_t j, const uint8_t* q, int32_t& sc, int32_t& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
 }  // namespace
 
 // The float operations follow llama2.c's run.c; only dot products sum in eight lanes.
@@ -123,6 +134,55 @@ float dot_q4_0_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d,
     }
   };
   return dot_q8_blocks(w_row, 18, unpack, qs, d, cols);
+}
+
+float dot_q4_k_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, const int32_t* sum, size_t cols) {
+  float lane[8] = {};
+  for (size_t i = 0; i < cols / 256; ++i) {
+    const uint8_t* blk = w_row + i * 144;
+    const float dw = load_fp16(blk), dmin = load_fp16(blk + 2);
+    for (size_t k = 0; k < 8; ++k) {
+      // Values k: the low (k even) or high nibbles of bytes 32 * (k / 2) .. + 32.
+      const uint8_t* q = blk + 16 + 32 * (k / 2);
+      const size_t j = 8 * i + k;
+      int32_t p = 0;
+      for (size_t l = 0; l < 32; ++l) {
+        const int32_t v = k % 2 == 0 ? (q[l] & 0xF) : (q[l] >> 4);
+        p += v * int32_t{qs[32 * j + l]};
+      }
+      int32_t sc = 0, m = 0;
+      scale_min_k4(k, blk + 4, sc, m);
+      const float ds = dw * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
+      lane[k] = lane[k] + static_cast<float>(p) * (ds * d[j]);
+      lane[k] = lane[k] - static_cast<float>(sum[j]) * (dm * d[j]);
+    }
+  }
+  return halving_sum(lane, 8);
+}
+
+float dot_q6_k_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d, size_t cols) {
+  float lane[8] = {};
+  for (size_t i = 0; i < cols / 256; ++i) {
+    const uint8_t* blk = w_row + i * 210;
+    const uint8_t* ql = blk;
+    const uint8_t* qh = blk + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    const float dw = load_fp16(blk + 208);
+    for (size_t k = 0; k < 8; ++k) {
+      // Values k (dequant_q6_k_block): half h = k / 4 of 128, part k % 4 of it.
+      const size_t h = k / 4, part = k % 4, j = 8 * i + k;
+      int32_t half_sums[2] = {0, 0};
+      for (size_t l = 0; l < 32; ++l) {
+        const uint8_t low = ql[64 * h + 32 * (part % 2) + l];
+        const int32_t lo4 = part < 2 ? (low & 0xF) : (low >> 4);
+        const int32_t hi2 = (qh[32 * h + l] >> (2 * part)) & 3;
+        half_sums[l / 16] += ((lo4 | (hi2 << 4)) - 32) * int32_t{qs[32 * j + l]};
+      }
+      const int32_t p = int32_t{sc[2 * k]} * half_sums[0] + int32_t{sc[2 * k + 1]} * half_sums[1];
+      lane[k] = lane[k] + static_cast<float>(p) * (dw * d[j]);
+    }
+  }
+  return halving_sum(lane, 8);
 }
 
 }  // namespace h2o

@@ -273,18 +273,49 @@ TEST(KernelSimd, QuantizedProductsMatchTheirBlockOrderOnEveryTarget) {
   }
 }
 
-TEST(KernelSimd, KQuantsDecodeRowsThenStayNearTheReference) {
+// Q4_K / Q6_K (weights read as stored): bit for bit the order of dot_q4_k_q8_blocks /
+// dot_q6_k_q8_blocks on every target, near the float product (matmul_reference) within
+// the activation quantization error, and a token's outputs the same bits alone as in a
+// batch (token tiles, the 64-token chunks) and with several threads.
+TEST(KernelSimd, KQuantsMatchTheirBlockOrderOnEveryTarget) {
+  const Shape shapes[] = {{21, 512, 3}, {37, 256, 1}, {19, 256, 9}, {64, 512, 64},
+                          {5, 768, 5},  {13, 256, 6}, {3, 1024, 70}};
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
-    const auto w = random_matrix(type, 21, 512, 10);
-    const auto x = random_floats(3 * 512, 11);
-    const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, 3);
-    for (const auto& t : simd_targets()) {
-      const auto out = run_matmul(kernels_for(t), w.m, x, 3);
-      for (int r = 0; r < 21; ++r) {
-        const auto row = decode(w.m, r);
-        for (int tok = 0; tok < 3; ++tok) {
-          const size_t at = static_cast<size_t>(tok * 21 + r);
-          ASSERT_NEAR(out[at], ref[at], float_tolerance(row, x.data() + tok * 512)) << t.name << " r" << r;
+    for (const Shape& s : shapes) {
+      const auto w = random_matrix(type, s.rows, s.cols, 10);
+      const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 11);
+      const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
+      std::vector<int8_t> qs(x.size());
+      std::vector<float> d(x.size() / 32);
+      std::vector<int32_t> sum(x.size() / 32);
+      quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+      for (const auto& t : simd_targets()) {
+        const KernelTable& k = kernels_for(t);
+        const auto out = run_matmul(k, w.m, x, s.tokens);
+        EXPECT_EQ(run_matmul(k, w.m, x, s.tokens, 3), out) << t.name << " threads";
+        for (int r = 0; r < s.rows; ++r) {
+          const auto row = decode(w.m, r);
+          for (int tok = 0; tok < s.tokens; ++tok) {
+            const size_t xo = static_cast<size_t>(tok * s.cols);
+            const float lanes = type == TensorType::Q4_K
+                                    ? dot_q4_k_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32,
+                                                         sum.data() + xo / 32, row.size())
+                                    : dot_q6_k_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size());
+            const size_t at = static_cast<size_t>(tok * s.rows + r);
+            const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
+                                      std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
+                                      " t" + std::to_string(tok);
+            ASSERT_EQ(bits(out[at]), bits(lanes)) << where;
+            ASSERT_NEAR(out[at], ref[at], quant_tolerance(row, x.data() + xo)) << where;
+          }
+        }
+        for (int tok = 0; tok < s.tokens; tok += 7) {
+          const std::vector<float> one(x.begin() + tok * s.cols, x.begin() + (tok + 1) * s.cols);
+          const auto single = run_matmul(k, w.m, one, 1);
+          for (int r = 0; r < s.rows; ++r) {
+            ASSERT_EQ(bits(single[static_cast<size_t>(r)]), bits(out[static_cast<size_t>(tok * s.rows + r)]))
+                << t.name << " " << traits(type).name << " token " << tok << " row " << r;
+          }
         }
       }
     }
