@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -64,6 +65,16 @@ RoundTotals run_round(const ServeProcess& s, int clients, int per_client, int ro
   return t;
 }
 
+// A client may have its whole response before the server has counted the request (the
+// counters are updated when the handler finishes, then in_flight drops): wait for
+// in_flight to reach 0 before reading counters.
+void wait_until_idle(ServeProcess& s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (s.metric("h2o_requests_in_flight") != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 TEST(ServeLoad, SixtyFourStreamingClientsNoFailureNoLeakConsistentMetrics) {
   constexpr int kClients = 64, kPerClient = 3;
   ServeProcess s({"--parallel", "32", "--queue", "64"});
@@ -71,6 +82,7 @@ TEST(ServeLoad, SixtyFourStreamingClientsNoFailureNoLeakConsistentMetrics) {
   // Warm-up round: thread stacks, allocator arenas and caches reach their working size.
   const RoundTotals warm = run_round(s, kClients, kPerClient, 0);
   ASSERT_EQ(warm.failed, 0) << warm.first_failure;
+  wait_until_idle(s);
   const long rss_before = s.rss_kb();
   const double ok_before = s.metric(R"(h2o_requests_total{endpoint="/v1/completions",code="200"})");
   const double gen_before = s.metric("h2o_generated_tokens_total");
@@ -86,6 +98,7 @@ TEST(ServeLoad, SixtyFourStreamingClientsNoFailureNoLeakConsistentMetrics) {
     total.completion_tokens += t.completion_tokens;
   }
   EXPECT_EQ(total.ok, 2 * kClients * kPerClient);
+  wait_until_idle(s);
 
   EXPECT_EQ(s.metric(R"(h2o_requests_total{endpoint="/v1/completions",code="200"})") - ok_before, total.ok);
   EXPECT_EQ(s.metric("h2o_generated_tokens_total") - gen_before, static_cast<double>(total.completion_tokens));
