@@ -28,17 +28,6 @@ void store_u16(uint8_t* p, uint16_t v) {
   p[1] = static_cast<uint8_t>(v >> 8);
 }
 
-// Q4_K packs eight 6-bit scales and mins into 12 bytes (ggml's get_scale_min_k4).
-void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
 void dequant_q4_k_block(const uint8_t* b, float* y) {
   const float d = fp16_to_fp32(load_u16(b));
   const float dmin = fp16_to_fp32(load_u16(b + 2));
@@ -47,9 +36,9 @@ void dequant_q4_k_block(const uint8_t* b, float* y) {
   int is = 0;
   for (int j = 0; j < 256; j += 64) {
     uint8_t sc = 0, m = 0;
-    scale_min_k4(is, scales, &sc, &m);
+    q4_k_scale_min(is, scales, &sc, &m);
     const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, &sc, &m);
+    q4_k_scale_min(is + 1, scales, &sc, &m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
@@ -83,6 +72,16 @@ void dequant_q6_k_block(const uint8_t* b, float* y) {
 }
 
 }  // namespace
+
+void q4_k_scale_min(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
 
 std::optional<TypeTraits> type_traits(uint32_t id) {
   for (const auto& t : kTraits) {

@@ -43,6 +43,10 @@ uint16_t fp32_to_fp16(float f);
 float bf16_to_fp32(uint16_t h);
 uint16_t fp32_to_bf16(float f);  // round to nearest even, NaN kept quiet
 
+// Q4_K's sub-block j (0..7) scale and min: six bits each, packed for eight sub-blocks in
+// the 12 bytes at `scales` (block byte 4; ggml's get_scale_min_k4).
+void q4_k_scale_min(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m);
+
 // Decode `n` values (a multiple of the block size) of type `t` starting at `src` into `dst`.
 // Scalar reference used by loaders, tests and the slow paths.
 void dequantize_row(TensorType t, const void* src, float* dst, size_t n);

@@ -31,6 +31,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/vnni-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace h2o::HWY_NAMESPACE {
 namespace packed {
@@ -88,13 +90,7 @@ HWY_INLINE WBlock LoadWBlock(Q8_0Format, const uint8_t* qs) {
 HWY_INLINE __m256i Quad(const int8_t* a, size_t q) { return _mm256_set1_epi32(LoadI32(a + 4 * q)); }
 
 #if HWY_TARGET == HWY_AVX3_DL
-// acc += four u8 x s8 products per int32 lane (AVX512-VNNI vpdpbusd, 256 bits). Inline
-// assembly: Highway 1.0.3's AVX3_DL target enables the VEX AVX-VNNI intrinsics (which
-// Zen 4 lacks), not the EVEX AVX512-VNNI ones.
-HWY_INLINE __m256i DotQuads(__m256i acc, __m256i u, __m256i s) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
-}
+using vnni::DpBusd;  // acc += four u8 x s8 products per int32 lane (vnni-inl.h)
 
 // Four chains of two quads, then a tree of adds: one chain of eight dependent vpdpbusd
 // fills the scheduler and stalls the loads behind it (decode from memory was 30% slower).
@@ -102,10 +98,9 @@ template <class Format>
 HWY_INLINE __m256i RowSums(Format, const WBlock& w, const int8_t* a, int32_t a_sum) {
   __m256i acc[4];
   for (size_t c = 0; c < 4; ++c) {
-    acc[c] =
-        DotQuads(c == 0 ? _mm256_set1_epi32(-Format::kOffset * a_sum) : _mm256_setzero_si256(), w.q[c], Quad(a, c));
+    acc[c] = DpBusd(c == 0 ? _mm256_set1_epi32(-Format::kOffset * a_sum) : _mm256_setzero_si256(), w.q[c], Quad(a, c));
   }
-  for (size_t c = 0; c < 4; ++c) acc[c] = DotQuads(acc[c], w.q[c + 4], Quad(a, c + 4));
+  for (size_t c = 0; c < 4; ++c) acc[c] = DpBusd(acc[c], w.q[c + 4], Quad(a, c + 4));
   return _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));
 }
 
@@ -139,17 +134,12 @@ HWY_INLINE WBlock2 LoadWBlock2(Q8_0Format, const uint8_t* qs0, const uint8_t* qs
   return w;
 }
 
-HWY_INLINE __m512i DotQuads(__m512i acc, __m512i u, __m512i s) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
-}
-
 template <class Format>
 HWY_INLINE __m512i RowSums2(Format, const WBlock2& w, const int8_t* a, int32_t a_sum) {
   __m512i acc[2];
   acc[0] = _mm512_set1_epi32(-Format::kOffset * a_sum);
   acc[1] = _mm512_setzero_si512();
-  for (size_t q = 0; q < 8; ++q) acc[q % 2] = DotQuads(acc[q % 2], w.q[q], _mm512_set1_epi32(LoadI32(a + 4 * q)));
+  for (size_t q = 0; q < 8; ++q) acc[q % 2] = DpBusd(acc[q % 2], w.q[q], _mm512_set1_epi32(LoadI32(a + 4 * q)));
   return _mm512_add_epi32(acc[0], acc[1]);
 }
 

@@ -39,17 +39,6 @@ float dot_q8_blocks(const uint8_t* w_row, size_t block_bytes, Unpack unpack, con
   return acc;
 }
 
-// Q4_K's eight 6-bit scales and mins in 12 bytes (ggml's get_scale_min_k4).
-void scale_min_k4(size_t j, const uint8_t* q, int32_t& sc, int32_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 }  // namespace
 
 // The float operations follow llama2.c's run.c; only dot products sum in eight lanes.
@@ -150,8 +139,8 @@ float dot_q4_k_q8_blocks(const uint8_t* w_row, const int8_t* qs, const float* d,
         const int32_t v = k % 2 == 0 ? (q[l] & 0xF) : (q[l] >> 4);
         p += v * int32_t{qs[32 * j + l]};
       }
-      int32_t sc = 0, m = 0;
-      scale_min_k4(k, blk + 4, sc, m);
+      uint8_t sc = 0, m = 0;
+      q4_k_scale_min(static_cast<int>(k), blk + 4, &sc, &m);
       const float ds = dw * static_cast<float>(sc), dm = dmin * static_cast<float>(m);
       lane[k] = lane[k] + static_cast<float>(p) * (ds * d[j]);
       lane[k] = lane[k] - static_cast<float>(sum[j]) * (dm * d[j]);

@@ -38,6 +38,7 @@
 
 #include "kernels/kernel_table.h"
 #include "kernels/reference.h"
+#include "kernels/vnni-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace h2o::HWY_NAMESPACE {
@@ -61,18 +62,17 @@ HWY_INLINE uint32_t LoadU32(const uint8_t* p) {
 
 HWY_INLINE __m256i LoadU(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
-// Eight int32 lanes: lane L = sum of u[4L + m] * s[4L + m], m < 4 (u unsigned, s signed).
-HWY_INLINE __m256i DotU8S8(__m256i u, __m256i s) {
+// acc + eight int32 lanes: lane L = sum of u[4L + m] * s[4L + m], m < 4 (u unsigned, s
+// signed).
+HWY_INLINE __m256i DotAcc(__m256i acc, __m256i u, __m256i s) {
 #if HWY_TARGET == HWY_AVX3_DL
-  // AVX512-VNNI (EVEX) by inline assembly: see packed_dot-inl.h.
-  __m256i acc = _mm256_setzero_si256();
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
+  return vnni::DpBusd(acc, u, s);
 #else
   // Each int16 lane is at most 2 * 32 * 128 (Q6_K) or 2 * 15 * 127 (Q4_K): no saturation.
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
 }
+HWY_INLINE __m256i DotU8S8(__m256i u, __m256i s) { return DotAcc(_mm256_setzero_si256(), u, s); }
 
 // x[c] (8 lanes of 4-value sums of slice c) -> two vectors, chunks of slices c0..c0+3:
 // [lo c0, lo c0+1, lo c0+2, lo c0+3 | hi c0, .., hi c0+3], lo/hi the sums of the slice's
@@ -111,16 +111,6 @@ HWY_INLINE void Transpose8(__m256i* v) {
     v[g] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x20);
     v[g + 4] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x31);
   }
-}
-
-// acc + DotU8S8(u, s).
-HWY_INLINE __m256i DotAcc(__m256i acc, __m256i u, __m256i s) {
-#if HWY_TARGET == HWY_AVX3_DL
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
-#else
-  return _mm256_add_epi32(acc, DotU8S8(u, s));
-#endif
 }
 
 // Activations of tokens [t0, t1) transposed per super-block (Transpose8), token t at
@@ -319,23 +309,14 @@ HWY_INLINE __m512 BcastF(const float* p) {
   return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
 }
 
-HWY_INLINE __m512i DotU8S8(__m512i u, __m512i s) {
-#if HWY_TARGET == HWY_AVX3_DL
-  __m512i acc = _mm512_setzero_si512();
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
-#else
-  return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
-#endif
-}
 HWY_INLINE __m512i DotAcc(__m512i acc, __m512i u, __m512i s) {
 #if HWY_TARGET == HWY_AVX3_DL
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-  return acc;
+  return vnni::DpBusd(acc, u, s);
 #else
-  return _mm512_add_epi32(acc, DotU8S8(u, s));
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
 #endif
 }
+HWY_INLINE __m512i DotU8S8(__m512i u, __m512i s) { return DotAcc(_mm512_setzero_si512(), u, s); }
 
 template <size_t TT>
 HWY_INLINE void StorePair(const GemmArgs& a, size_t r, size_t t0, const __m512* acc) {

@@ -181,6 +181,17 @@ TEST(KernelSimd, QuantizeQ8MatchesQuantizeRowBitForBit) {
 
 // ---------------------------------------------------------------- matrix products
 
+// Activations quantized by the scalar reference: values [tokens][cols], scales and block
+// sums [tokens][cols / 32].
+struct Q8Reference {
+  std::vector<int8_t> qs;
+  std::vector<float> d;
+  std::vector<int32_t> sum;
+  explicit Q8Reference(const std::vector<float>& x) : qs(x.size()), d(x.size() / 32), sum(x.size() / 32) {
+    quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+  }
+};
+
 struct Shape {
   int rows, cols, tokens;
 };
@@ -247,19 +258,17 @@ TEST(KernelSimd, QuantizedProductsMatchTheirBlockOrderOnEveryTarget) {
       const auto w = random_matrix(type, s.rows, s.cols, 8);
       const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 9);
       const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
-      std::vector<int8_t> qs(x.size());
-      std::vector<float> d(x.size() / 32);
-      std::vector<int32_t> sum(x.size() / 32);
-      quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+      const Q8Reference xq(x);
       for (const auto& t : simd_targets()) {
         const auto out = run_matmul(kernels_for(t), w.m, x, s.tokens);
         for (int r = 0; r < s.rows; ++r) {
           const auto row = decode(w.m, r);
           for (int tok = 0; tok < s.tokens; ++tok) {
             const size_t xo = static_cast<size_t>(tok * s.cols);
-            const float lanes = type == TensorType::Q8_0
-                                    ? dot_q8_0_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size())
-                                    : dot_q4_0_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size());
+            const float lanes =
+                type == TensorType::Q8_0
+                    ? dot_q8_0_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size())
+                    : dot_q4_0_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size());
             const size_t at = static_cast<size_t>(tok * s.rows + r);
             const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
                                       std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
@@ -285,10 +294,7 @@ TEST(KernelSimd, KQuantsMatchTheirBlockOrderOnEveryTarget) {
       const auto w = random_matrix(type, s.rows, s.cols, 10);
       const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 11);
       const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
-      std::vector<int8_t> qs(x.size());
-      std::vector<float> d(x.size() / 32);
-      std::vector<int32_t> sum(x.size() / 32);
-      quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+      const Q8Reference xq(x);
       for (const auto& t : simd_targets()) {
         const KernelTable& k = kernels_for(t);
         const auto out = run_matmul(k, w.m, x, s.tokens);
@@ -297,10 +303,11 @@ TEST(KernelSimd, KQuantsMatchTheirBlockOrderOnEveryTarget) {
           const auto row = decode(w.m, r);
           for (int tok = 0; tok < s.tokens; ++tok) {
             const size_t xo = static_cast<size_t>(tok * s.cols);
-            const float lanes = type == TensorType::Q4_K
-                                    ? dot_q4_k_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32,
-                                                         sum.data() + xo / 32, row.size())
-                                    : dot_q6_k_q8_blocks(w.m.row(r), qs.data() + xo, d.data() + xo / 32, row.size());
+            const float lanes =
+                type == TensorType::Q4_K
+                    ? dot_q4_k_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, xq.sum.data() + xo / 32,
+                                         row.size())
+                    : dot_q6_k_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size());
             const size_t at = static_cast<size_t>(tok * s.rows + r);
             const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
                                       std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
