@@ -21,7 +21,7 @@
 #include "format/tensor_type.h"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
-#include "model/weights.h"
+#include "format/matrix.h"
 
 namespace h2o {
 namespace {

@@ -24,7 +24,7 @@ struct HeadScratch {
 
 // All query heads of KV head `h` over all rows of one job. Writes out[row][qh*hd..] for the
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
-void attend_kv_head(const ModelConfig& cfg, const AttentionJob& job, size_t h, HeadScratch& s,
+void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h, HeadScratch& s,
                     const AttentionObserver* observer, int layer) {
   const size_t hd = static_cast<size_t>(cfg.head_dim);
   const size_t qd = static_cast<size_t>(cfg.q_dim());
@@ -72,7 +72,7 @@ void attend_kv_head(const ModelConfig& cfg, const AttentionJob& job, size_t h, H
 
 }  // namespace
 
-void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
+void attention(const AttentionShape& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
                float* out, ThreadPool& pool, const AttentionObserver* observer, int layer) {
   const AttentionJob job{q, q_pos, n_rows, kv, out};
   if (observer) {
@@ -84,7 +84,7 @@ void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int
   attention_batch(cfg, std::span(&job, 1), pool);
 }
 
-void attention_batch(const ModelConfig& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool) {
+void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool) {
   const size_t heads = static_cast<size_t>(cfg.n_kv_heads);
   size_t work = 0;
   for (const AttentionJob& j : jobs)

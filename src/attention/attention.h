@@ -9,7 +9,6 @@
 #include "attention/attention_observer.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
-#include "model/config.h"
 
 namespace h2o {
 
@@ -19,7 +18,7 @@ namespace h2o {
 // If kv.mass is set, adds p(row, slot) summed over the group's heads and all rows;
 // if kv.last_row_mass is set, adds p(last row, slot) summed over the group's heads.
 // If `observer` is non-null, it sees every row's probabilities (single-threaded then).
-void attention(const ModelConfig& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
+void attention(const AttentionShape& shape, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
                float* out, ThreadPool& pool, const AttentionObserver* observer = nullptr, int layer = 0);
 
 // One sequence's share of a batched step: its query rows and its own cache's layer view.
@@ -33,6 +32,6 @@ struct AttentionJob {
 
 // attention() for several sequences at once, parallel over (sequence, KV head). Each job
 // gets exactly the result attention() would give it alone.
-void attention_batch(const ModelConfig& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool);
+void attention_batch(const AttentionShape& shape, std::span<const AttentionJob> jobs, ThreadPool& pool);
 
 }  // namespace h2o

@@ -83,12 +83,12 @@ KvPlan plan_kv(const ModelConfig& cfg, const KvResolved& kv, int n_prompt, int n
   const int len = std::min(cfg.context_length, n_prompt + n_gen);
   if (kv.budget > 0) {
     const int chunk = prefill_chunk > 0 ? std::min(prefill_chunk, n_prompt) : n_prompt;
-    p.steady = KvCache::bytes_for(cfg, kv, std::min(kv.budget + 1, cfg.context_length));
-    p.prefill = KvCache::bytes_for(cfg, kv, std::min(kv.budget + chunk, cfg.context_length));
+    p.steady = KvCache::bytes_for(cfg.attention_shape(), kv, std::min(kv.budget + 1, cfg.context_length));
+    p.prefill = KvCache::bytes_for(cfg.attention_shape(), kv, std::min(kv.budget + chunk, cfg.context_length));
     p.concurrent_prefills = std::max(1, max_step_tokens / chunk) + 1;
   } else {
     const int cap = (len + KvCache::kPageSlots - 1) / KvCache::kPageSlots * KvCache::kPageSlots;
-    p.steady = p.prefill = KvCache::bytes_for(cfg, kv, cap);
+    p.steady = p.prefill = KvCache::bytes_for(cfg.attention_shape(), kv, cap);
   }
   return p;
 }

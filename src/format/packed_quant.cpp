@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "format/mapped_file.h"
 
 namespace h2o {
 
@@ -52,6 +53,26 @@ int packed_quant_value(TensorType t, const uint8_t* packed, size_t rows, size_t 
     return (j < 16 ? byte & 0xF : byte >> 4) - s.offset;
   }
   return qs[(j / 4) * 32 + i * 4 + j % 4] - s.offset;
+}
+
+void pack_matrices(std::span<Matrix* const> matrices, const uint8_t* keep_mapped, AlignedBuffer& storage) {
+  auto shape = [](const Matrix& m) {
+    return packed_quant_shape(m.type, static_cast<size_t>(m.rows), static_cast<size_t>(m.cols));
+  };
+  size_t total = 0;  // one buffer for all: each shape's size is a multiple of 64 bytes
+  for (const Matrix* m : matrices) total += is_packable(m->type) ? shape(*m).bytes() : 0;
+  if (total == 0) return;
+  storage = AlignedBuffer(total);
+  size_t at = 0;
+  for (Matrix* m : matrices) {
+    if (!is_packable(m->type)) continue;
+    const PackedQuantShape s = shape(*m);
+    uint8_t* dst = storage.data() + at;
+    pack_quant_matrix(m->type, m->data, m->row_bytes, static_cast<size_t>(m->rows), static_cast<size_t>(m->cols), dst);
+    m->packed = dst;
+    at += s.bytes();
+    if (m->data != keep_mapped) MappedFile::release_pages(m->data, m->bytes());
+  }
 }
 
 }  // namespace h2o

@@ -24,6 +24,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <span>
+
+#include "common/aligned_buffer.h"
+#include "format/matrix.h"
 #include "format/tensor_type.h"
 
 namespace h2o {
@@ -53,6 +57,12 @@ PackedQuantShape packed_quant_shape(TensorType t, size_t rows, size_t cols);
 // Packs rows x cols values stored as in the file (row r at src + r * row_bytes) into
 // dst[packed_quant_shape(...).bytes()], which must start zeroed.
 void pack_quant_matrix(TensorType t, const uint8_t* src, size_t row_bytes, size_t rows, size_t cols, uint8_t* dst);
+
+// Packs every packable matrix of `matrices` into one buffer, `storage` (Matrix::packed
+// then points into it), and releases the matrix's pages of the file mapping so the
+// weights are resident once, except for the matrix whose data is `keep_mapped` (the
+// token embedding, whose rows are looked up as stored).
+void pack_matrices(std::span<Matrix* const> matrices, const uint8_t* keep_mapped, AlignedBuffer& storage);
 
 // Value c (0..cols-1) of row r, signed, read back from the packed bytes: the inverse of
 // the packing, for tests.

@@ -11,7 +11,7 @@
 #pragma once
 
 #include "common/thread_pool.h"
-#include "model/weights.h"
+#include "format/matrix.h"
 
 namespace h2o {
 

@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "model/config.h"
 
 namespace h2o {
 
@@ -24,9 +23,6 @@ void axpy_f32_rows(const float* p, const float* rows, const uint32_t* idx, size_
 
 // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps), over n values.
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);
-
-// Rotates each of n_heads vectors of head_dim values at `pos` (first rope_dim dims).
-void rope(float* x, int n_heads, int head_dim, int rope_dim, int pos, float base, RopeStyle style);
 
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int n);

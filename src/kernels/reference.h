@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "common/thread_pool.h"
-#include "model/weights.h"
+#include "format/matrix.h"
 
 namespace h2o {
 

@@ -7,7 +7,7 @@
 
 namespace h2o {
 
-KvCache::KvCache(const ModelConfig& cfg, const KvResolved& kv, int max_step)
+KvCache::KvCache(const AttentionShape& cfg, const KvResolved& kv, int max_step)
     : cfg_(cfg), kv_(kv), policy_(make_policy(kv)), max_step_(std::max(0, max_step)) {
   layers_.resize(static_cast<size_t>(cfg.n_layers));
   update_bytes();
@@ -44,7 +44,7 @@ namespace {
 
 // Keys + values + positions + scores of `cap` slots per (layer, KV head), plus the per-step
 // score scratch ([n_kv_heads][cap]) when the policy reads attention statistics.
-size_t cache_bytes(const ModelConfig& cfg, ScoreNeed need, int cap) {
+size_t cache_bytes(const AttentionShape& cfg, ScoreNeed need, int cap) {
   const size_t c = static_cast<size_t>(cap), nkv = static_cast<size_t>(cfg.n_kv_heads);
   const size_t per_slot = 2 * static_cast<size_t>(cfg.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
   const size_t scratch = need == ScoreNeed::None ? 0 : nkv * c * sizeof(float);
@@ -53,7 +53,7 @@ size_t cache_bytes(const ModelConfig& cfg, ScoreNeed need, int cap) {
 
 }  // namespace
 
-size_t KvCache::bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap) {
+size_t KvCache::bytes_for(const AttentionShape& cfg, const KvResolved& kv, int cap) {
   return cache_bytes(cfg, make_policy(kv)->score_need(), cap);
 }
 

@@ -23,7 +23,7 @@
 
 #include "kv/kv_config.h"
 #include "kv/policy.h"
-#include "model/config.h"
+#include "kv/kv_shape.h"
 
 namespace h2o {
 
@@ -46,7 +46,7 @@ class KvCache {
   // max_step: the largest number of tokens one step will append (the prefill chunk), or 0
   // if unknown: a bounded cache is then sized by its first step (budget + that step) and
   // grows once if a later step is larger.
-  KvCache(const ModelConfig& cfg, const KvResolved& kv, int max_step);
+  KvCache(const AttentionShape& shape, const KvResolved& kv, int max_step);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -70,9 +70,9 @@ class KvCache {
   // No-op for `full` or when the cache is already that small.
   void shrink_to_step(int max_step);
 
-  // Bytes a cache of `cap` slots per head takes for this model and policy (the same
+  // Bytes a cache of `cap` slots per head takes for this shape and policy (the same
   // accounting as bytes()), for planning how many sequences fit a memory cap.
-  static size_t bytes_for(const ModelConfig& cfg, const KvResolved& kv, int cap);
+  static size_t bytes_for(const AttentionShape& shape, const KvResolved& kv, int cap);
 
   int n_slots(int layer) const { return layers_[static_cast<size_t>(layer)].n; }
   int capacity() const { return cap_; }
@@ -96,7 +96,7 @@ class KvCache {
   void evict_head(Layer& layer, int layer_index, int kv_head, int n_evict, int64_t tokens_seen);
   void update_bytes();
 
-  ModelConfig cfg_;
+  AttentionShape cfg_;
   KvResolved kv_;
   std::unique_ptr<EvictionPolicy> policy_;
   int cap_ = 0;

@@ -3,11 +3,10 @@
 
 #include <string>
 
-namespace h2o {
+#include "kernels/rope.h"
+#include "kv/kv_shape.h"
 
-// How RoPE pairs dimensions: NORMAL rotates adjacent pairs (x[2i], x[2i+1]) as llama and
-// llama2.c do; NEOX rotates (x[i], x[i + d/2]) as GPT-NeoX, Qwen2 and others do.
-enum class RopeStyle { Normal, Neox };
+namespace h2o {
 
 struct ModelConfig {
   std::string arch = "llama";
@@ -27,6 +26,7 @@ struct ModelConfig {
   int kv_dim() const { return n_kv_heads * head_dim; }
   int q_dim() const { return n_heads * head_dim; }
   int group_size() const { return n_heads / n_kv_heads; }
+  AttentionShape attention_shape() const { return {n_layers, n_heads, n_kv_heads, head_dim, context_length}; }
 };
 
 }  // namespace h2o

@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/rope.h"
 
 namespace h2o {
 
@@ -80,9 +81,9 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
           AttentionJob{&q_[first[i] * QD], &pos_[first[i]], s.n_tokens, s.cache->layer_view(l), &att_[first[i] * QD]};
     }
     if (observer_) {
-      for (const AttentionJob& j : jobs) attention(c, j.q, j.q_pos, j.n_rows, j.kv, j.out, pool, &observer_, l);
+      for (const AttentionJob& j : jobs) attention(c.attention_shape(), j.q, j.q_pos, j.n_rows, j.kv, j.out, pool, &observer_, l);
     } else {
-      attention_batch(c, jobs, pool);
+      attention_batch(c.attention_shape(), jobs, pool);
     }
     for (const StepSegment& s : segments) s.cache->finish_step(l, s.tokens_seen);
     matmul(L.wo, att_.data(), n_tokens, xb_.data(), pool);

@@ -81,32 +81,15 @@ Matrix f32_matrix(const float* p, int rows, int cols) {
   return m;
 }
 
-// Packs every Q8_0/Q4_0 matrix for the integer kernels (format/packed_quant.h) and
-// releases its pages of the mapping, so the weights are resident once. The token
-// embedding keeps its pages: lookups read its rows as stored.
+// Packs every Q8_0/Q4_0 matrix for the integer kernels (format/packed_quant.h); the token
+// embedding keeps its pages of the mapping: lookups read its rows as stored.
 void pack_quantized(ModelWeights& w) {
   std::vector<Matrix*> todo;
   for (auto& l : w.layers) {
     for (Matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) todo.push_back(m);
   }
   todo.push_back(&w.output);
-  auto shape = [](const Matrix& m) {
-    return packed_quant_shape(m.type, static_cast<size_t>(m.rows), static_cast<size_t>(m.cols));
-  };
-  size_t total = 0;  // one buffer for all: each shape's size is a multiple of 64 bytes
-  for (const Matrix* m : todo) total += is_packable(m->type) ? shape(*m).bytes() : 0;
-  if (total == 0) return;
-  w.packed = AlignedBuffer(total);
-  size_t at = 0;
-  for (Matrix* m : todo) {
-    if (!is_packable(m->type)) continue;
-    const PackedQuantShape s = shape(*m);
-    uint8_t* dst = w.packed.data() + at;
-    pack_quant_matrix(m->type, m->data, m->row_bytes, static_cast<size_t>(m->rows), static_cast<size_t>(m->cols), dst);
-    m->packed = dst;
-    at += s.bytes();
-    if (m->data != w.token_embd.data) MappedFile::release_pages(m->data, m->bytes());
-  }
+  pack_matrices(todo, w.token_embd.data, w.packed);
 }
 
 bool file_starts_with(const std::string& path, const char* magic) {

@@ -27,7 +27,7 @@ struct BatchEngine::Sequence {
   Sequence(uint64_t id_, SequenceRequest r, const KvResolved& resolved, const ModelConfig& cfg, int chunk_)
       : id(id_),
         req(std::move(r)),
-        cache(std::make_unique<KvCache>(cfg, resolved, chunk_)),
+        cache(std::make_unique<KvCache>(cfg.attention_shape(), resolved, chunk_)),
         sampler(req.sampling),
         chunk(chunk_) {}
   bool prefilling() const { return fed < req.prompt.size(); }

@@ -14,7 +14,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   pool_ = std::make_unique<ThreadPool>(opts.threads);
   chunk_ = opts.kv.prefill_chunk;
   // With whole-prompt prefill the largest step is the prompt, unknown until it comes.
-  cache_ = std::make_unique<KvCache>(c, kv, chunk_);
+  cache_ = std::make_unique<KvCache>(c.attention_shape(), kv, chunk_);
   last_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
 }
 

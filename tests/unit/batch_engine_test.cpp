@@ -271,10 +271,10 @@ TEST(BatchEngine, BoundedCachesShrinkToBudgetAfterThePrompt) {
   const uint64_t id = engine.add(request({prompts[4], 30, true, kv_for("h2o", 0)}));  // 120-word prompt
   engine.step();  // the whole prompt in one step, then one token sampled
   const KvResolved kv = engine.kv_settings(id);
-  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config(), kv, kv.budget + 1));
+  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config().attention_shape(), kv, kv.budget + 1));
   EXPECT_GT(engine.kv_bytes_peak(id), engine.kv_bytes(id));
   for (int i = 0; i < 10; ++i) engine.step();
-  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config(), kv, kv.budget + 1));
+  EXPECT_EQ(engine.kv_bytes(id), KvCache::bytes_for(stories()->config().attention_shape(), kv, kv.budget + 1));
 }
 
 // The scheduler: many threads submit; requests queue beyond the sequence limit; all finish

@@ -19,7 +19,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/reference.h"
-#include "model/weights.h"
+#include "format/matrix.h"
 
 namespace h2o {
 namespace {
