@@ -22,6 +22,7 @@ void LlamaForward::ensure_scratch(int n_tokens) {
   att_.resize(T * static_cast<size_t>(c.q_dim()));
   hb_.resize(T * static_cast<size_t>(c.hidden_dim));
   hb2_.resize(T * static_cast<size_t>(c.hidden_dim));
+  cos_sin_.resize(static_cast<size_t>(c.rope_dim));
   scratch_rows_ = n_tokens;
 }
 
@@ -70,9 +71,11 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
     matmul(L.wq, xb_.data(), n_tokens, q_.data(), pool);
     matmul(L.wk, xb_.data(), n_tokens, k_.data(), pool);
     matmul(L.wv, xb_.data(), n_tokens, v_.data(), pool);
+    const RopeTable& rope = model_.rope();
     for (size_t t = 0; t < T; ++t) {
-      rope(&q_[t * QD], c.n_heads, c.head_dim, c.rope_dim, pos_[t], c.rope_base, c.rope_style);
-      rope(&k_[t * KVD], c.n_kv_heads, c.head_dim, c.rope_dim, pos_[t], c.rope_base, c.rope_style);
+      rope.angles(pos_[t], cos_sin_.data());
+      rope.rotate(&q_[t * QD], c.n_heads, cos_sin_.data());
+      rope.rotate(&k_[t * KVD], c.n_kv_heads, cos_sin_.data());
     }
     for (size_t i = 0; i < segments.size(); ++i) {
       const StepSegment& s = segments[i];

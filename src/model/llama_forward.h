@@ -61,6 +61,7 @@ class LlamaForward {
   std::vector<float> hb_;              // [T][hidden] gate
   std::vector<float> hb2_;             // [T][hidden] up
   std::vector<int32_t> pos_;           // [T] positions of the stacked rows
+  std::vector<float> cos_sin_;         // [n_rot/2][2] RoPE angles of one row
   std::vector<size_t> seg_first_row_;  // [segments] first stacked row of each segment
   std::vector<AttentionJob> jobs_;     // [segments] one layer's attention work
   std::vector<size_t> logit_rows_;     // rows whose logits are wanted

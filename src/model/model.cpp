@@ -130,6 +130,8 @@ std::shared_ptr<const Model> Model::load(const ModelLoadOptions& opts) {
     model->load_llama2c(opts.path, opts.tokenizer_path);
   }
   validate_config(opts.path, model->config_);
+  const ModelConfig& c = model->config_;
+  model->rope_ = RopeTable(c.rope_style, c.head_dim, c.rope_dim, c.rope_base);
   if (model->tokenizer_->vocab_size() != model->config_.vocab_size)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", opts.path, model->tokenizer_->vocab_size(),
          model->config_.vocab_size);

@@ -28,6 +28,7 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const RopeTable& rope() const { return rope_; }  // built once at load
   const std::string& path() const { return path_; }
   std::string describe() const;  // one line: arch, shape, weight types
 
@@ -43,6 +44,7 @@ class Model {
   std::string path_;
   ModelConfig config_;
   ModelWeights weights_;
+  RopeTable rope_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<GgufFile> gguf_;            // keeps the mapping alive
   std::unique_ptr<Llama2cCheckpoint> l2c_;    // keeps the mapping alive
