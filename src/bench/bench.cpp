@@ -35,8 +35,9 @@ uint64_t kv_read_bytes(const Session& s) {
 uint64_t weight_bytes_per_token(const ModelWeights& w) {
   const uint64_t all = w.weight_bytes();
   // An untied embedding table is read one row per token; a tied one is read whole as the output.
-  if (w.output.data == w.token_embd.data) return all;
-  return all - w.token_embd.bytes() + w.token_embd.row_bytes;
+  const Matrix& embd = w.mat(ModelRole::TokenEmbd);
+  if (w.mat(ModelRole::Output).data == embd.data) return all;
+  return all - embd.bytes() + embd.row_bytes;
 }
 
 struct RepTimes {

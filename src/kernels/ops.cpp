@@ -31,6 +31,26 @@ void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
   for (int j = 0; j < n; ++j) out[j] = w[j] * (ss * x[j]);
 }
 
+void layernorm(float* out, const float* x, const float* w, const float* b, int n, float eps) {
+  double sum = 0.0;
+  for (int j = 0; j < n; ++j) sum += x[j];
+  const double mean = sum / n;
+  double ss = 0.0;
+  for (int j = 0; j < n; ++j) ss += (x[j] - mean) * (x[j] - mean);
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / n + static_cast<double>(eps)));
+  const float m = static_cast<float>(mean);
+  for (int j = 0; j < n; ++j) out[j] = w[j] * ((x[j] - m) * inv) + (b ? b[j] : 0.0f);
+}
+
+void gelu_erf(float* x, int n) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f;
+  for (int i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * kInvSqrt2));
+}
+
+void relu(float* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
 void swiglu(float* gate, const float* up, int n) {
   for (int i = 0; i < n; ++i) {
     float val = gate[i];

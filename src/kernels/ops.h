@@ -24,6 +24,15 @@ void axpy_f32_rows(const float* p, const float* rows, const uint32_t* idx, size_
 // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps), over n values.
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);
 
+// out[i] = w[i] * (x[i] - mean) / sqrt(var + eps) + b[i] (b may be null), over n values;
+// mean and the biased variance accumulated in double.
+void layernorm(float* out, const float* x, const float* w, const float* b, int n, float eps);
+
+// x[i] = GELU(x[i]): the exact erf form (Hugging Face "gelu").
+void gelu_erf(float* x, int n);
+// x[i] = max(0, x[i])
+void relu(float* x, int n);
+
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int n);
 

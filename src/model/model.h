@@ -1,16 +1,19 @@
-// A loaded model: configuration, weights (mapped from the file) and tokenizer.
-// Immutable after loading and shared by any number of sessions.
+// A loaded model: its architecture (model/architecture.h), configuration, weights
+// (mapped from the file, indexed by role), RoPE table and tokenizer. Immutable after
+// loading and shared by any number of sessions.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "kernels/rope.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
 namespace h2o {
 
+struct Architecture;
 class GgufFile;
 class Llama2cCheckpoint;
 
@@ -22,9 +25,11 @@ struct ModelLoadOptions {
 class Model {
  public:
   // Detects the format from the file's first bytes. Throws h2o::Error naming the problem
-  // (unknown format, missing metadata or tensors, shapes that disagree with the config).
+  // (unknown format or architecture, missing or out-of-range metadata, missing, unexpected
+  // or misshapen tensors).
   static std::shared_ptr<const Model> load(const ModelLoadOptions& opts);
 
+  const Architecture& architecture() const { return *arch_; }
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -42,6 +47,7 @@ class Model {
   void load_llama2c(const std::string& path, const std::string& tokenizer_path);
 
   std::string path_;
+  const Architecture* arch_ = nullptr;
   ModelConfig config_;
   ModelWeights weights_;
   RopeTable rope_;

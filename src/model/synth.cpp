@@ -11,18 +11,36 @@
 #include "common/check.h"
 #include "common/thread_pool.h"
 #include "format/gguf.h"
+#include "model/architecture.h"
 
 namespace h2o {
 namespace {
 
-// The shapes of the models the speed tables are about (their published configs), and a
-// small one for tests.
+// The shapes of the models the speed tables are about (their published configs,
+// shared/docs/model-families.md §5), and a small one for tests.
 const std::vector<SynthShape> kShapes = {
-    {"tiny", "small GQA shape for tests (~0.2M params)", 64, 192, 2, 4, 2, 512, 256, 10000.0f},
-    {"tinyllama-1.1b", "TinyLlama 1.1B: GQA 32/4 heads (~1.1B params)", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f},
-    {"llama2-7b", "Llama 2 7B: multi-head (~6.7B params)", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f},
-    {"mha-200m", "multi-head, long context: the KV cache dominates (~0.2B params)", 1024, 2816, 12, 16, 16, 32000, 8192,
-     10000.0f},
+    {.name = "tiny", .description = "small GQA shape for tests (~0.2M params)", .dim = 64, .hidden_dim = 192,
+     .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 512, .context_length = 256},
+    {.name = "tinyllama-1.1b", .description = "TinyLlama 1.1B: GQA 32/4 heads (~1.1B params)", .dim = 2048,
+     .hidden_dim = 5632, .n_layers = 22, .n_heads = 32, .n_kv_heads = 4, .vocab_size = 32000, .context_length = 2048},
+    {.name = "llama2-7b", .description = "Llama 2 7B: multi-head (~6.7B params)", .dim = 4096, .hidden_dim = 11008,
+     .n_layers = 32, .n_heads = 32, .n_kv_heads = 32, .vocab_size = 32000, .context_length = 4096},
+    {.name = "mha-200m", .description = "multi-head, long context: the KV cache dominates (~0.2B params)",
+     .dim = 1024, .hidden_dim = 2816, .n_layers = 12, .n_heads = 16, .n_kv_heads = 16, .vocab_size = 32000,
+     .context_length = 8192},
+    {.name = "llama3.2-1b", .description = "Llama 3.2 1B: GQA 32/8, tied head, Llama 3 RoPE factors (~1.2B params)",
+     .dim = 2048, .hidden_dim = 8192, .n_layers = 16, .n_heads = 32, .n_kv_heads = 8, .vocab_size = 128256,
+     .context_length = 131072, .rope_base = 500000.0f, .tied = true, .llama3_rope = true},
+    {.name = "qwen2.5-0.5b", .description = "Qwen2.5 0.5B: GQA 14/2, q/k/v biases, tied (~0.5B params)", .arch = "qwen2",
+     .dim = 896, .hidden_dim = 4864, .n_layers = 24, .n_heads = 14, .n_kv_heads = 2, .vocab_size = 151936,
+     .context_length = 32768, .rope_base = 1000000.0f, .tied = true},
+    {.name = "smollm2-360m", .description = "SmolLM2 360M: GQA 15/5, tied (~0.36B params)", .dim = 960,
+     .hidden_dim = 2560, .n_layers = 32, .n_heads = 15, .n_kv_heads = 5, .vocab_size = 49152, .context_length = 8192,
+     .rope_base = 100000.0f, .tied = true},
+    {.name = "pythia-160m", .description = "Pythia 160M: GPT-NeoX, parallel residual, 16 rotary dims (~0.16B params)",
+     .arch = "gptneox", .dim = 768,
+     .hidden_dim = 3072, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12, .vocab_size = 50304,
+     .context_length = 2048, .rope_dim = 16},
 };
 
 // Byte tokens come right after <unk>, <s>, </s>, as in the llama tokenizer.
@@ -128,57 +146,81 @@ Vocab synthetic_vocab(int vocab_size) {
   return v;
 }
 
+// Llama 3.1+'s per-pair RoPE frequency divisors (model-families.md §1.3), from the
+// scaling of Llama 3.2: factor 32, low 1, high 4, original context 8192.
+std::vector<float> llama3_rope_factors(int rope_dim, float base) {
+  constexpr double kFactor = 32, kLow = 1, kHigh = 4, kOrig = 8192;
+  constexpr double kTwoPi = 2.0 * std::numbers::pi;
+  std::vector<float> ff(static_cast<size_t>(rope_dim / 2));
+  for (size_t i = 0; i < ff.size(); ++i) {
+    const double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / rope_dim);
+    const double wavelen = kTwoPi / freq;
+    if (wavelen < kOrig / kHigh) {
+      ff[i] = 1.0f;
+    } else if (wavelen > kOrig / kLow) {
+      ff[i] = static_cast<float>(kFactor);
+    } else {
+      const double smooth = (kOrig / wavelen - kLow) / (kHigh - kLow);
+      ff[i] = static_cast<float>(1.0 / ((1.0 - smooth) / kFactor + smooth));
+    }
+  }
+  return ff;
+}
+
 struct TensorPlan {
   std::string name;
   int cols = 0;         // ne[0], the contiguous (input) dimension
   int rows = 0;         // ne[1]; 1 for vectors
-  bool vector = false;  // norm weights: ones, F32
+  bool vector = false;  // F32 vectors: norm weights (ones), biases (zeros), rope_freqs
   float std = 0.0f;     // matrices: normal(0, std)
+  std::vector<float> values;  // vectors: their values
 };
 
-std::vector<TensorPlan> plan_tensors(const SynthShape& s) {
-  const int head_dim = s.dim / s.n_heads;
-  const int q_dim = s.n_heads * head_dim, kv_dim = s.n_kv_heads * head_dim;
-  // normal(0, 1/sqrt(fan_in)) keeps each product's outputs at about unit variance.
-  const auto mat = [](std::string name, int rows, int cols) {
-    return TensorPlan{std::move(name), cols, rows, false, 1.0f / std::sqrt(static_cast<float>(cols))};
-  };
-  const auto vec = [](std::string name, int n) { return TensorPlan{std::move(name), n, 1, true, 0.0f}; };
-  std::vector<TensorPlan> p;
-  p.push_back(TensorPlan{"token_embd.weight", s.dim, s.vocab_size, false, kEmbeddingStd});
-  for (int l = 0; l < s.n_layers; ++l) {
-    const std::string b = fmt::format("blk.{}.", l);
-    p.push_back(vec(b + "attn_norm.weight", s.dim));
-    p.push_back(mat(b + "attn_q.weight", q_dim, s.dim));
-    p.push_back(mat(b + "attn_k.weight", kv_dim, s.dim));
-    p.push_back(mat(b + "attn_v.weight", kv_dim, s.dim));
-    p.push_back(mat(b + "attn_output.weight", s.dim, q_dim));
-    p.push_back(vec(b + "ffn_norm.weight", s.dim));
-    p.push_back(mat(b + "ffn_gate.weight", s.hidden_dim, s.dim));
-    p.push_back(mat(b + "ffn_up.weight", s.hidden_dim, s.dim));
-    p.push_back(mat(b + "ffn_down.weight", s.dim, s.hidden_dim));
+bool is_bias(const TensorRef& r) {
+  using L = LayerRole;
+  if (!r.per_layer) return r.model_role == ModelRole::OutputNormBias || r.model_role == ModelRole::OutputBias;
+  switch (r.layer_role) {
+    case L::AttnNormBias: case L::AttnQBias: case L::AttnKBias: case L::AttnVBias: case L::AttnQKVBias:
+    case L::AttnOutBias: case L::FfnNormBias: case L::FfnGateBias: case L::FfnUpBias: case L::FfnDownBias:
+      return true;
+    default:
+      return false;
   }
-  p.push_back(vec("output_norm.weight", s.dim));
-  p.push_back(mat("output.weight", s.vocab_size, s.dim));
+}
+
+// The architecture's tensor table for this shape: every required tensor, the head only
+// when untied, rope_freqs only for the Llama 3 shapes, optional biases left out.
+std::vector<TensorPlan> plan_tensors(const SynthShape& s) {
+  const ModelConfig c = s.config();
+  std::vector<TensorPlan> p;
+  for_each_tensor(find_architecture(s.arch), c, [&](const TensorRef& r) {
+    const bool rope_freqs = !r.per_layer && r.model_role == ModelRole::RopeFreqs;
+    const bool head = !r.per_layer && r.model_role == ModelRole::Output;
+    if (rope_freqs ? !s.llama3_rope : head ? s.tied : r.optional) return;
+    TensorPlan t{r.gguf_name, static_cast<int>(r.shape.cols), static_cast<int>(r.shape.rows),
+                 r.kind == TensorKind::Vector, 0.0f, {}};
+    if (t.vector) {
+      t.values.assign(static_cast<size_t>(t.cols), is_bias(r) ? 0.0f : 1.0f);
+      if (rope_freqs) t.values = llama3_rope_factors(c.rope_dim, c.rope_base);
+    } else {
+      const bool embedding = !r.per_layer && r.model_role == ModelRole::TokenEmbd;
+      // normal(0, 1/sqrt(fan_in)) keeps each product's outputs at about unit variance.
+      t.std = embedding ? kEmbeddingStd : 1.0f / std::sqrt(static_cast<float>(t.cols));
+    }
+    p.push_back(std::move(t));
+  });
   return p;
 }
 
 void set_metadata(GgufWriter& w, const SynthShape& s, TensorType type, uint64_t seed) {
-  w.set_string("general.architecture", "llama");
+  const ModelConfig c = s.config();
+  w.set_string("general.architecture", c.arch);
   w.set_string("general.name", fmt::format("synth-{} (random weights, seed {})", s.name, seed));
   w.set_u32("general.file_type", file_type_id(type));
-  const auto u32 = [](int v) { return static_cast<uint32_t>(v); };
-  w.set_u32("llama.context_length", u32(s.context_length));
-  w.set_u32("llama.embedding_length", u32(s.dim));
-  w.set_u32("llama.block_count", u32(s.n_layers));
-  w.set_u32("llama.feed_forward_length", u32(s.hidden_dim));
-  w.set_u32("llama.rope.dimension_count", u32(s.dim / s.n_heads));
-  w.set_u32("llama.attention.head_count", u32(s.n_heads));
-  w.set_u32("llama.attention.head_count_kv", u32(s.n_kv_heads));
-  w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  w.set_f32("llama.rope.freq_base", s.rope_base);
+  find_architecture(s.arch).write_gguf(c, w);
   const Vocab v = synthetic_vocab(s.vocab_size);
   w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string("tokenizer.ggml.pre", "default");
   w.set_string_array("tokenizer.ggml.tokens", v.tokens);
   w.set_f32_array("tokenizer.ggml.scores", v.scores);
   w.set_i32_array("tokenizer.ggml.token_type", v.types);
@@ -202,11 +244,28 @@ void check_shape(const SynthShape& s) {
 
 }  // namespace
 
+ModelConfig SynthShape::config() const {
+  ModelConfig c;
+  c.arch = std::string(arch);
+  c.dim = dim;
+  c.embed_dim = dim;
+  c.hidden_dim = hidden_dim;
+  c.n_layers = n_layers;
+  c.n_heads = n_heads;
+  c.n_kv_heads = n_kv_heads;
+  c.head_dim = n_heads > 0 ? dim / n_heads : 0;
+  c.vocab_size = vocab_size;
+  c.context_length = context_length;
+  c.rope_dim = rope_dim > 0 ? rope_dim : c.head_dim;
+  c.rope_base = rope_base;
+  c.parallel_residual = true;
+  return c;
+}
+
 uint64_t SynthShape::n_params() const {
-  const uint64_t d = static_cast<uint64_t>(dim), h = static_cast<uint64_t>(hidden_dim),
-                 kv = static_cast<uint64_t>(dim / n_heads * n_kv_heads), v = static_cast<uint64_t>(vocab_size);
-  const uint64_t layer = 2 * d + d * d * 2 + d * kv * 2 + 3 * d * h;  // norms, q/o, k/v, ffn
-  return 2 * v * d + d + static_cast<uint64_t>(n_layers) * layer;
+  uint64_t n = 0;
+  for (const TensorPlan& t : plan_tensors(*this)) n += static_cast<uint64_t>(t.cols) * static_cast<uint64_t>(t.rows);
+  return n;
 }
 
 const std::vector<SynthShape>& synth_shapes() { return kShapes; }
@@ -269,9 +328,8 @@ SynthResult synthesize_model(const SynthOptions& opts, const SynthProgress& prog
   w.write_streamed(opts.path, [&](size_t index, const GgufWriter::DataSink& sink) {
     const TensorPlan& t = plan[index];
     const auto cols = static_cast<size_t>(t.cols);
-    if (t.vector) {  // norm weights: ones
-      const std::vector<float> ones(cols, 1.0f);
-      sink(std::span(reinterpret_cast<const uint8_t*>(ones.data()), cols * sizeof(float)));
+    if (t.vector) {
+      sink(std::span(reinterpret_cast<const uint8_t*>(t.values.data()), cols * sizeof(float)));
       done += cols * sizeof(float);
       return;
     }

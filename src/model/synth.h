@@ -1,8 +1,10 @@
-// Random-weight GGUF files of named LLaMA-family shapes, for speed measurements of shapes
-// whose real weights are not at hand (`h2o synth`). The weights are seeded noise, scaled
-// so that activations stay finite through every layer; the tokenizer is synthetic but a
-// valid `llama` (SentencePiece BPE) vocabulary, so Model::load and every command accept
-// the file. The text it generates is meaningless; only its speed and memory are real.
+// Random-weight GGUF files of named model shapes of every architecture in the registry
+// (model/architecture.h), for speed measurements of shapes whose real weights are not at
+// hand (`h2o synth`). The tensors are the architecture's own table; the weights are seeded
+// noise, scaled so that activations stay finite through every layer; the tokenizer is
+// synthetic but a valid SentencePiece (`llama`) vocabulary, so Model::load, llama.cpp and
+// every command accept the file. The text it generates is meaningless; only its speed and
+// memory are real.
 #pragma once
 
 #include <cstdint>
@@ -13,12 +15,14 @@
 #include <vector>
 
 #include "format/tensor_type.h"
+#include "model/config.h"
 
 namespace h2o {
 
 struct SynthShape {
   std::string_view name;
   std::string_view description;
+  std::string_view arch = "llama";  // a registry name: llama, qwen2, gptneox
   int dim = 0;         // embedding width
   int hidden_dim = 0;  // feed-forward width
   int n_layers = 0;
@@ -27,11 +31,16 @@ struct SynthShape {
   int vocab_size = 0;  // >= 259: <unk>, <s>, </s> and the 256 byte tokens come first
   int context_length = 0;
   float rope_base = 10000.0f;
+  bool tied = false;        // no output.weight: the head is the token embedding
+  int rope_dim = 0;         // rotated dims per head; 0: all of them
+  bool llama3_rope = false;  // rope_freqs.weight with Llama 3.2's factors (32, 1, 4, 8192)
 
-  uint64_t n_params() const;  // elements of every tensor written (untied output)
+  uint64_t n_params() const;  // elements of every tensor written
+  ModelConfig config() const;  // the hyper-parameters the file will carry
 };
 
-// tiny, tinyllama-1.1b, llama2-7b, mha-200m.
+// tiny, tinyllama-1.1b, llama2-7b, mha-200m, llama3.2-1b, qwen2.5-0.5b, smollm2-360m,
+// pythia-160m, ...
 const std::vector<SynthShape>& synth_shapes();
 // Throws h2o::Error naming the known shapes.
 const SynthShape& find_synth_shape(std::string_view name);

@@ -4,7 +4,7 @@
 // KvSettings::prefill_chunk; without one, the whole prompt for a bounded policy, whose
 // step boundaries are part of its semantics, and max_step_tokens for `full`, where they
 // change nothing) from as many prefilling sequences as fit the step's token limit, runs them through
-// LlamaForward::step_batch (the weights are read once per step for all of them; attention runs per sequence over its
+// Forward::step_batch (the weights are read once per step for all of them; attention runs per sequence over its
 // own cache), then samples the next token of every sequence whose prompt is done. Each sequence keeps its own KV cache,
 // policy state, positions and sampler, so its tokens are exactly those it would get alone (the matmul kernels compute
 // each row the same way for any row count). Sequences join (add) and leave (finish, cancel) between steps; a finished
@@ -21,7 +21,7 @@
 
 #include "common/thread_pool.h"
 #include "kv/kv_config.h"
-#include "model/llama_forward.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "sampling/sampler.h"
 
@@ -104,7 +104,7 @@ class BatchEngine {
   std::shared_ptr<const Model> model_;
   BatchOptions opts_;
   std::unique_ptr<ThreadPool> pool_;
-  LlamaForward forward_;
+  Forward forward_;
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in arrival order
   uint64_t next_id_ = 1;
   uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;

@@ -10,7 +10,7 @@
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_config.h"
-#include "model/llama_forward.h"
+#include "model/forward.h"
 #include "model/model.h"
 
 namespace h2o {
@@ -51,7 +51,7 @@ class Session {
   std::shared_ptr<const Model> model_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<KvCache> cache_;
-  LlamaForward forward_;
+  Forward forward_;
   int chunk_ = 0;
   int n_past_ = 0;
   std::vector<float> last_logits_;

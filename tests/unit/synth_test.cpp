@@ -62,7 +62,7 @@ TEST(Synth, TinyInEveryTypeLoadsRunsAndInspects) {
     EXPECT_EQ(c.n_kv_heads, shape.n_kv_heads);
     EXPECT_EQ(c.vocab_size, shape.vocab_size);
     EXPECT_EQ(c.context_length, shape.context_length);
-    EXPECT_EQ(model->weights().layers[0].w_down.type, type);
+    EXPECT_EQ(model->weights().layers[0].mat(LayerRole::FfnDown).type, type);
 
     // The synthetic vocabulary round-trips text, letters merging and the rest as bytes.
     const Tokenizer& tok = model->tokenizer();
@@ -176,8 +176,8 @@ TEST(Synth, KQuantFilesLoadAndGenerate) {
     auto model = Model::load({o.path, ""});
     EXPECT_EQ(model->config().dim, shape.dim);
     EXPECT_EQ(model->config().vocab_size, shape.vocab_size);
-    EXPECT_EQ(model->weights().layers[0].w_down.type, type);
-    EXPECT_EQ(model->weights().output.type, type);
+    EXPECT_EQ(model->weights().layers[0].mat(LayerRole::FfnDown).type, type);
+    EXPECT_EQ(model->weights().mat(ModelRole::Output).type, type);
 
     // Prefill and greedy decoding: finite logits of some spread, tokens in the vocabulary.
     const std::vector<int32_t> ids = model->tokenizer().encode("the cat sat", true);

@@ -1,6 +1,10 @@
-// The LLaMA forward pass over one step of T tokens (T = 1 when decoding, the chunk size
-// during prefill): embeddings -> L x (RMSNorm, q/k/v, RoPE, attention over the KV cache,
-// output projection, RMSNorm, SwiGLU FFN) -> RMSNorm -> logits.
+// The forward pass over one step of T tokens (T = 1 when decoding, the chunk size during
+// prefill), for every architecture: embeddings -> L x the architecture's block -> final
+// norm -> logits. The driver knows no architecture: it stacks the step's sequences,
+// looks up embeddings (token rows; learned positions and an input projection when the
+// model has them), runs each layer's block (model/architecture.h), owns the KV contract
+// that blocks reach through LayerContext::attend (positions -> append -> attention ->
+// finish_step, attention/layer_step.h), and gathers logits for the rows that want them.
 //
 // step_batch() runs several sequences' steps as one: their rows are stacked so every
 // weight matrix is read once for all of them ([sum T][dim] activations), while each
@@ -12,10 +16,11 @@
 #include <span>
 #include <vector>
 
-#include "attention/attention.h"
 #include "attention/attention_observer.h"
+#include "attention/layer_step.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
+#include "model/architecture.h"
 #include "model/model.h"
 
 namespace h2o {
@@ -31,9 +36,9 @@ struct StepSegment {
   float* logits = nullptr;   // [n_tokens or 1][vocab]; null: no logits wanted
 };
 
-class LlamaForward {
+class Forward {
  public:
-  explicit LlamaForward(const Model& model) : model_(model) {}
+  explicit Forward(const Model& model) : model_(model) {}
 
   // tokens/positions: [T]. logits: [T][vocab] if all_rows, else [vocab] for the last row.
   // tokens_seen: the sequence length after this step (for the eviction policies).
@@ -46,26 +51,27 @@ class LlamaForward {
   void set_attention_observer(AttentionObserver observer) { observer_ = std::move(observer); }
 
  private:
+  friend class LayerContext;
   void ensure_scratch(int n_tokens);
+  void embed(std::span<const StepSegment> segments, ThreadPool& pool);
+  // LayerContext::attend: the KV contract of one layer over the step's segments.
+  void attend(int layer, float* q, float* k, const float* v, float* out, ThreadPool& pool);
+  void gather_logits(std::span<const StepSegment> segments, ThreadPool& pool);
 
   const Model& model_;
   AttentionObserver observer_;
   int scratch_rows_ = 0;
-  // Activations, row-major per token.
-  std::vector<float> x_;               // [T][dim] residual stream
-  std::vector<float> xb_;              // [T][dim] normed input / attention projection output
-  std::vector<float> q_;               // [T][q_dim]
-  std::vector<float> k_;               // [T][kv_dim]
-  std::vector<float> v_;               // [T][kv_dim]
-  std::vector<float> att_;             // [T][q_dim] attention output
-  std::vector<float> hb_;              // [T][hidden] gate
-  std::vector<float> hb2_;             // [T][hidden] up
+  std::vector<float> x_;  // [T][dim] residual stream
+  ForwardScratch scratch_;
+  std::vector<float> embd_;            // [T][embed_dim] token rows before the input projection
   std::vector<int32_t> pos_;           // [T] positions of the stacked rows
-  std::vector<float> cos_sin_;         // [n_rot/2][2] RoPE angles of one row
+  std::span<const StepSegment> segments_;  // the step being run
   std::vector<size_t> seg_first_row_;  // [segments] first stacked row of each segment
-  std::vector<AttentionJob> jobs_;     // [segments] one layer's attention work
-  std::vector<size_t> logit_rows_;     // rows whose logits are wanted
-  std::vector<float> logits_;          // [rows wanted][vocab] when gathered
+  std::vector<LayerSegment> layer_segs_;  // [segments] one layer's attention work
+  LayerAttention layer_attention_;
+  std::vector<size_t> logit_rows_;  // rows whose logits are wanted
+  std::vector<float> head_in_;      // [rows wanted][embed_dim] input of the output matrix
+  std::vector<float> logits_;       // [rows wanted][vocab] when gathered
 };
 
 }  // namespace h2o

@@ -1,0 +1,130 @@
+// `gptneox`: Pythia, GPT-NeoX-20B (shared/docs/model-families.md §1.5). LayerNorm with
+// biases, one fused QKV projection (rows: all Q, then all K, then all V, as llama.cpp's
+// converter regroups HF's per-head interleave), partial NEOX-style RoPE on the first
+// rope.dimension_count dims of each head, GELU FFN with biases, and the parallel residual
+// x' = x + Attn(LN1 x) + FFN(LN2 x) (sequential when use_parallel_residual is false).
+// GELU is the exact erf form, as Hugging Face computes Pythia (llama.cpp uses tanh).
+#include "common/check.h"
+#include "format/gguf.h"
+#include "kernels/ops.h"
+#include "model/architecture.h"
+#include "model/architectures/registry.h"
+#include "model/gguf_config.h"
+
+namespace h2o {
+namespace {
+
+using K = TensorKind;
+using L = LayerRole;
+using M = ModelRole;
+namespace s = shapes;
+
+constexpr ModelTensorSpec kModelTensors[] = {
+    {M::TokenEmbd, "token_embd.weight", K::Matrix, false, s::embedding},
+    {M::OutputNorm, "output_norm.weight", K::Vector, false, s::dim},
+    {M::OutputNormBias, "output_norm.bias", K::Vector, false, s::dim},
+    {M::Output, "output.weight", K::Matrix, false, s::embedding},
+};
+
+constexpr LayerTensorSpec kLayerTensors[] = {
+    {L::AttnNorm, "attn_norm.weight", K::Vector, false, s::dim},
+    {L::AttnNormBias, "attn_norm.bias", K::Vector, false, s::dim},
+    {L::AttnQKV, "attn_qkv.weight", K::Matrix, false, s::qkv_proj},
+    {L::AttnQKVBias, "attn_qkv.bias", K::Vector, false, s::qkv_dim},
+    {L::AttnOut, "attn_output.weight", K::Matrix, false, s::o_proj},
+    {L::AttnOutBias, "attn_output.bias", K::Vector, false, s::dim},
+    {L::FfnNorm, "ffn_norm.weight", K::Vector, false, s::dim},
+    {L::FfnNormBias, "ffn_norm.bias", K::Vector, false, s::dim},
+    {L::FfnUp, "ffn_up.weight", K::Matrix, false, s::ffn_in},
+    {L::FfnUpBias, "ffn_up.bias", K::Vector, false, s::hidden},
+    {L::FfnDown, "ffn_down.weight", K::Matrix, false, s::ffn_out},
+    {L::FfnDownBias, "ffn_down.bias", K::Vector, false, s::dim},
+};
+
+ModelConfig read(const GgufFile& f) {
+  // The 2023 converter wrote attn_qkv in HF's per-head interleaved order and a raw-byte
+  // vocabulary, with nothing in the metadata to say so but a missing tokenizer.ggml.pre.
+  if (!f.find("tokenizer.ggml.pre"))
+    fail("{}: gptneox file without tokenizer.ggml.pre: a legacy conversion whose QKV layout cannot be trusted; "
+         "convert it again with a current llama.cpp or `h2o convert`",
+         f.source_name());
+  const GgufArchKeys k(f, "gptneox");
+  ModelConfig c;
+  c.arch = "gptneox";
+  c.dim = k.size("embedding_length");
+  c.embed_dim = c.dim;
+  c.hidden_dim = k.size("feed_forward_length");
+  c.n_layers = k.size("block_count");
+  c.n_heads = k.size("attention.head_count");
+  c.n_kv_heads = k.size_or("attention.head_count_kv", c.n_heads);
+  if (c.n_kv_heads != c.n_heads) fail("{}: gptneox has no grouped-query attention", f.source_name());
+  c.context_length = k.size("context_length");
+  if (c.dim % c.n_heads != 0)
+    fail("{}: embedding length {} is not a multiple of head count {}", f.source_name(), c.dim, c.n_heads);
+  c.head_dim = c.dim / c.n_heads;
+  c.norm = NormKind::Layer;
+  c.norm_eps = k.positive("attention.layer_norm_epsilon");
+  c.activation = Activation::GeluErf;
+  c.parallel_residual = k.flag_or("use_parallel_residual", true);
+  c.rope_style = RopeStyle::Neox;
+  c.rope_dim = k.size_or("rope.dimension_count", c.head_dim);
+  c.rope_base = k.positive_or("rope.freq_base", 10000.0f);
+  c.rope_freq_scale = k.rope_freq_scale();
+  return c;
+}
+
+void write(const ModelConfig& c, GgufWriter& out) {
+  GgufArchKeyWriter k(out, "gptneox");
+  k.u32("context_length", c.context_length);
+  k.u32("embedding_length", c.dim);
+  k.u32("block_count", c.n_layers);
+  k.u32("feed_forward_length", c.hidden_dim);
+  k.u32("rope.dimension_count", c.rope_dim);
+  k.u32("attention.head_count", c.n_heads);
+  k.flag("use_parallel_residual", c.parallel_residual);
+  k.f32("attention.layer_norm_epsilon", c.norm_eps);
+  if (c.rope_base != 10000.0f) k.f32("rope.freq_base", c.rope_base);
+}
+
+// x' = x + Wo Attn(LN1 x) + bo + FFN(LN2 x)          (parallel residual)
+// x' = h + FFN(LN2 h),  h = x + Wo Attn(LN1 x) + bo  (sequential)
+// FFN(z) = Wdown GELU(Wup z + bup) + bdown
+void block(const LayerContext& ctx) {
+  ForwardScratch& s = ctx.s;
+  const ModelConfig& c = ctx.config;
+  const size_t T = static_cast<size_t>(ctx.rows);
+  const size_t Q = static_cast<size_t>(c.q_dim()), KV = static_cast<size_t>(c.kv_dim()), W = Q + 2 * KV;
+  ctx.norm(L::AttnNorm, L::AttnNormBias, ctx.x, s.xn.data());
+  ctx.linear(L::AttnQKV, L::AttnQKVBias, s.xn.data(), s.qkv.data());
+  for (size_t t = 0; t < T; ++t) {  // [T][Q | K | V] -> q [T][Q], k, v [T][KV]
+    const float* row = &s.qkv[t * W];
+    std::copy(row, row + Q, &s.q[t * Q]);
+    std::copy(row + Q, row + Q + KV, &s.k[t * KV]);
+    std::copy(row + Q + KV, row + W, &s.v[t * KV]);
+  }
+  ctx.attend(s.q.data(), s.k.data(), s.v.data(), s.att.data());
+  ctx.linear(L::AttnOut, L::AttnOutBias, s.att.data(), s.tmp.data());
+  if (!c.parallel_residual) ctx.add_to_residual(s.tmp.data());
+  ctx.norm(L::FfnNorm, L::FfnNormBias, ctx.x, s.xn.data());
+  ctx.linear(L::FfnUp, L::FfnUpBias, s.xn.data(), s.ffn_a.data());
+  gelu_erf(s.ffn_a.data(), ctx.rows * c.hidden_dim);
+  ctx.linear(L::FfnDown, L::FfnDownBias, s.ffn_a.data(), s.tmp2.data());
+  if (c.parallel_residual) ctx.add_to_residual(s.tmp.data());
+  ctx.add_to_residual(s.tmp2.data());
+}
+
+}  // namespace
+
+const Architecture& gptneox_architecture() {
+  static const Architecture arch{
+      .name = "gptneox",
+      .read_gguf = read,
+      .write_gguf = write,
+      .model_tensors = kModelTensors,
+      .layer_tensors = kLayerTensors,
+      .block = block,
+  };
+  return arch;
+}
+
+}  // namespace h2o
