@@ -36,8 +36,8 @@ std::string shape_list() {
   std::string s;
   for (const auto& sh : synth_shapes()) {
     s += fmt::format(
-        "  {:<15} dim {:>4} hidden {:>5} layers {:>2} heads {:>2}/{:<2} vocab {:>5} ctx {:>4}  {:>6} params  {}\n",
-        sh.name, sh.dim, sh.hidden_dim, sh.n_layers, sh.n_heads, sh.n_kv_heads, sh.vocab_size, sh.context_length,
+        "  {:<15} {:<8} dim {:>4} hidden {:>5} layers {:>2} heads {:>2}/{:<2} vocab {:>6} ctx {:>6}  {:>6} params  {}\n",
+        sh.name, sh.arch, sh.dim, sh.hidden_dim, sh.n_layers, sh.n_heads, sh.n_kv_heads, sh.vocab_size, sh.context_length,
         params_text(sh.n_params()), sh.description);
   }
   return s;
@@ -73,8 +73,10 @@ void run_synth(const SynthFlags& f) {
 
 void register_synth(CLI::App& app) {
   auto f = std::make_shared<SynthFlags>();
-  CLI::App* cmd = app.add_subcommand("synth", "Write a random-weight GGUF of a named LLaMA shape (for benchmarks)");
-  cmd->add_option("--shape", f->shape, "tiny, tinyllama-1.1b, llama2-7b, mha-200m (see --list)");
+  CLI::App* cmd = app.add_subcommand("synth", "Write a random-weight GGUF of a named model shape (for benchmarks)");
+  std::string names;
+  for (const auto& sh : synth_shapes()) names += (names.empty() ? "" : ", ") + std::string(sh.name);
+  cmd->add_option("--shape", f->shape, names + " (see --list)");
   cmd->add_option(
          "--type", f->type,
          "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (norms stay f32; the K-quants need widths that are "

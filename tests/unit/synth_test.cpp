@@ -105,6 +105,12 @@ TEST(Synth, NamedShapesHaveTheirPublishedSizes) {
   EXPECT_NEAR(params("tinyllama-1.1b"), 1.10, 0.02);
   EXPECT_NEAR(params("llama2-7b"), 6.74, 0.02);
   EXPECT_NEAR(params("mha-200m"), 0.22, 0.03);
+  EXPECT_NEAR(params("llama3.2-1b"), 1.24, 0.02);  // tied head
+  EXPECT_NEAR(params("qwen2.5-0.5b"), 0.49, 0.02);
+  EXPECT_NEAR(params("smollm2-360m"), 0.36, 0.02);
+  EXPECT_NEAR(params("pythia-160m"), 0.16, 0.01);
+  EXPECT_EQ(find_synth_shape("qwen2.5-0.5b").arch, "qwen2");
+  EXPECT_EQ(find_synth_shape("pythia-160m").arch, "gptneox");
   const SynthShape& t = find_synth_shape("tinyllama-1.1b");
   EXPECT_EQ(t.n_heads / t.n_kv_heads, 8);
   const SynthShape& m = find_synth_shape("mha-200m");
