@@ -275,6 +275,28 @@ TEST(SafetensorsFixtures, SameWeightsAsTheGgufTwins) {
   }
 }
 
+// The fuzz seeds (fuzz/corpus/safetensors): the shrunk copies of the fixtures and the edge
+// file are valid, so the fuzzer starts from the whole valid path; the bare headers are not.
+TEST(SafetensorsFixtures, FuzzSeeds) {
+  const fs::path dir = fs::path(H2O_SOURCE_DIR) / "fuzz/corpus/safetensors";
+  size_t valid = 0, headers = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string path = entry.path().string();
+    SCOPED_TRACE(path);
+    if (path.ends_with(".safetensors")) {
+      EXPECT_FALSE(SafetensorsFile::open(path).tensors().empty());
+      ++valid;
+    } else if (path.ends_with(".header")) {
+      EXPECT_NE(error_of([&] { SafetensorsFile::open(path); }).find("lie outside the 0-byte data buffer"),
+                std::string::npos);
+      ++headers;
+    }
+  }
+  EXPECT_EQ(valid, 4u);
+  EXPECT_EQ(headers, 3u);
+  EXPECT_EQ(SafetensorsFile::open((dir / "opt-tiny.mini.safetensors").string()).tensors().size(), 36u);
+}
+
 // ---- well-formed edge cases ---------------------------------------------------------------
 
 TEST(Safetensors, ScalarsEmptyTensorsWhitespaceAndOtherDtypes) {
