@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "common/error.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace h2o {
@@ -18,14 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 std::string temp_file(const std::string& name, const std::string& content) {
   const std::string path = ::testing::TempDir() + "h2o_json_" + name;

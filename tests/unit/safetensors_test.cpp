@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "format/gguf.h"
 #include "format/tensor_type.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace h2o {
@@ -98,16 +99,7 @@ std::string parse_error(const Bytes& bytes) {
 }
 
 ::testing::AssertionResult rejects(const Bytes& bytes, const std::string& expected) {
-  const std::string msg = parse_error(bytes);
-  if (msg.empty()) return ::testing::AssertionFailure() << "parsed without error";
-  if (!msg.starts_with("test.safetensors: ")) {
-    return ::testing::AssertionFailure() << "message does not start with the file name: " << msg;
-  }
-  if (msg.find('\n') != std::string::npos) return ::testing::AssertionFailure() << "multi-line message: " << msg;
-  if (msg.find(expected) == std::string::npos) {
-    return ::testing::AssertionFailure() << "message lacks \"" << expected << "\": " << msg;
-  }
-  return ::testing::AssertionSuccess() << msg;
+  return test::is_error(parse_error(bytes), "test.safetensors", expected);
 }
 
 // A header written by hand over `data_bytes` zero bytes of data.
@@ -122,14 +114,7 @@ std::string temp_dir(const std::string& name) {
   return p.string();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // ---- the shared HF fixtures ---------------------------------------------------------------
 
