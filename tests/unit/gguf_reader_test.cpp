@@ -15,6 +15,7 @@
 #include "format/gguf.h"
 #include "format/inspect.h"
 #include "format/tensor_type.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace h2o {
@@ -54,18 +55,7 @@ std::string parse_error(const Bytes& bytes) {
 }
 
 ::testing::AssertionResult rejects(const Bytes& bytes, const std::string& expected) {
-  const std::string msg = parse_error(bytes);
-  if (msg.empty()) return ::testing::AssertionFailure() << "parsed without error";
-  if (msg.rfind("test.gguf: ", 0) != 0) {
-    return ::testing::AssertionFailure() << "message does not start with the file name: " << msg;
-  }
-  if (msg.find('\n') != std::string::npos) {
-    return ::testing::AssertionFailure() << "message is not one line: " << msg;
-  }
-  if (msg.find(expected) == std::string::npos) {
-    return ::testing::AssertionFailure() << "message lacks \"" << expected << "\": " << msg;
-  }
-  return ::testing::AssertionSuccess() << msg;
+  return test::is_error(parse_error(bytes), "test.gguf", expected);
 }
 
 Bytes f32_bytes(const std::vector<float>& v) {

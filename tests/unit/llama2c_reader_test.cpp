@@ -14,6 +14,7 @@
 #include "format/gguf.h"
 #include "format/inspect.h"
 #include "format/llama2c.h"
+#include "test_errors.h"
 #include "test_paths.h"
 
 namespace h2o {
@@ -43,18 +44,7 @@ std::string open_error(const std::string& path) {
 }
 
 ::testing::AssertionResult rejects(const std::string& path, const std::string& expected) {
-  const std::string msg = open_error(path);
-  if (msg.empty()) return ::testing::AssertionFailure() << "opened without error";
-  if (msg.rfind(path + ": ", 0) != 0) {
-    return ::testing::AssertionFailure() << "message does not start with the path: " << msg;
-  }
-  if (msg.find('\n') != std::string::npos) {
-    return ::testing::AssertionFailure() << "message is not one line: " << msg;
-  }
-  if (msg.find(expected) == std::string::npos) {
-    return ::testing::AssertionFailure() << "message lacks \"" << expected << "\": " << msg;
-  }
-  return ::testing::AssertionSuccess() << msg;
+  return test::is_error(open_error(path), path, expected);
 }
 
 void put_i32(Bytes& b, size_t field, int32_t v) { std::memcpy(b.data() + 4 * field, &v, 4); }
