@@ -19,6 +19,7 @@
 #include "kv/kv_config.h"
 #include "kv/policy.h"
 #include "reference/naive_llama.h"
+#include "fixtures/family_refs.h"
 #include "reference/ref_test_util.h"
 
 namespace h2o {
@@ -37,10 +38,6 @@ constexpr int kGridTokens = 450;
 constexpr int kPromptTokens = 200;
 constexpr double kTolerance = 1e-4;
 
-const std::vector<int32_t>& grid_tokens() {
-  static const std::vector<int32_t> t = test::text_tokens(*test::stories_bin(), kGridTokens);
-  return t;
-}
 
 struct GridCase {
   std::string policy;
@@ -49,10 +46,38 @@ struct GridCase {
   int sinks = 0;   // sink
   uint64_t seed = 0;
   int chunk = 0;   // 1, 7, or 0 = whole prompt then decoding
+  std::string model = "stories260K";  // or a model-family fixture (families/<model>.gguf)
 };
+
+bool is_family(const GridCase& c) { return c.model != "stories260K"; }
+
+// The grid's model, its naive reference and its tokens: stories260K on real text, or a
+// model-family fixture on the first kFamilyTokens ids of its `long` reference prompt.
+constexpr int kFamilyTokens = 100;
+constexpr int kFamilyPromptTokens = 50;
+std::shared_ptr<const Model> grid_model(const GridCase& c) {
+  return is_family(c) ? test::load_model_cached(test::family_path(c.model + ".gguf")) : test::stories_bin();
+}
+const ref::NaiveModel& grid_naive(const GridCase& c) {
+  return test::naive_model(is_family(c) ? "families/" + c.model + ".gguf" : "stories260K.bin");
+}
+const std::vector<int32_t>& grid_tokens(const GridCase& c) {
+  static std::map<std::string, std::vector<int32_t>> cache;
+  auto& t = cache[c.model];
+  if (t.empty()) {
+    if (is_family(c)) {
+      t = test::load_family_ref(c.model, "long").prompt_ids;
+      t.resize(kFamilyTokens);
+    } else {
+      t = test::text_tokens(*test::stories_bin(), kGridTokens);
+    }
+  }
+  return t;
+}
 
 std::string describe(const GridCase& c) {
   std::ostringstream o;
+  if (is_family(c)) o << c.model << "_";
   o << c.policy;
   if (c.policy != "full") o << "_B" << c.budget;
   if (c.policy == "h2o" || c.policy == "random") o << "_R" << c.recent;
@@ -84,8 +109,9 @@ NaivePolicy naive_policy(const GridCase& c) {
 // The steps a case takes, and the feed() calls that make the engine take them.
 std::vector<int> reference_steps(const GridCase& c, int n) {
   if (c.chunk > 0) return ref::chunk_steps(n, c.chunk);
-  std::vector<int> s{std::min(kPromptTokens, n)};
-  for (int i = kPromptTokens; i < n; ++i) s.push_back(1);
+  const int prompt = std::min(is_family(c) ? kFamilyPromptTokens : kPromptTokens, n);
+  std::vector<int> s{prompt};
+  for (int i = prompt; i < n; ++i) s.push_back(1);
   return s;
 }
 std::vector<int> engine_feeds(const GridCase& c, int n) {
@@ -171,10 +197,10 @@ class KvPolicyGrid : public ::testing::TestWithParam<GridCase> {};
 // (double), with the kept sets of every (layer, KV head) compared after every step.
 TEST_P(KvPolicyGrid, MatchesNaiveReference) {
   const GridCase& c = GetParam();
-  const auto& tokens = grid_tokens();
+  const auto& tokens = grid_tokens(c);
   const int n = static_cast<int>(tokens.size());
-  auto model = test::stories_bin();
-  const auto& naive = test::naive_model("stories260K.bin");
+  auto model = grid_model(c);
+  const auto& naive = grid_naive(c);
   const auto& cfg = naive.config();
   const size_t V = static_cast<size_t>(model->config().vocab_size);
 
@@ -245,10 +271,28 @@ std::vector<GridCase> grid() {
       cases.push_back({"random", B, 1, 0, 7, chunk});
     }
   }
+  // Every policy on every other architecture (Llama 3 RoPE factors, qwen2 biases and
+  // NEOX RoPE, gptneox's partial rotary and parallel residual), with a budget that evicts
+  // from the 25th token, one token per step; the score-driven policies also with the
+  // prompt in one step. (Their vocabularies are large, so the naive head is the cost.)
+  for (const char* m : {"llama3-tiny", "qwen2-tiny", "neox-tiny"}) {
+    cases.push_back({"full", 0, 0, 0, 0, 1, m});
+    cases.push_back({"window", 24, 0, 0, 0, 1, m});
+    cases.push_back({"sink", 24, 0, 4, 0, 1, m});
+    cases.push_back({"random", 24, 12, 0, 7, 1, m});
+    for (int chunk : {1, 0}) {
+      cases.push_back({"h2o", 24, 12, 0, 0, chunk, m});
+      cases.push_back({"tova", 24, 0, 0, 0, chunk, m});
+    }
+  }
   return cases;
 }
 
-std::string grid_name(const ::testing::TestParamInfo<GridCase>& param_info) { return describe(param_info.param); }
+std::string grid_name(const ::testing::TestParamInfo<GridCase>& param_info) {
+  std::string s = describe(param_info.param);
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+}
 
 INSTANTIATE_TEST_SUITE_P(KvPolicy, KvPolicyGrid, ::testing::ValuesIn(grid()), grid_name);
 
@@ -266,7 +310,7 @@ GridCase bounded_case(const std::string& policy, int budget, int chunk) {
 // With B >= tokens seen nothing is ever evicted, so every policy computes exactly what
 // `full` does: bit-identical logits (the score bookkeeping must not disturb the math).
 TEST(KvPolicyInvariants, BudgetCoveringSequenceIsBitIdenticalToFull) {
-  const auto& tokens = grid_tokens();
+  const auto& tokens = grid_tokens(GridCase{});
   const int n = static_cast<int>(tokens.size());
   auto model = test::stories_bin();
   for (int chunk : {1, 7, 0}) {
@@ -290,7 +334,7 @@ TEST(KvPolicyInvariants, BudgetCoveringSequenceIsBitIdenticalToFull) {
 // already seen, the R most recent always present (h2o, random), the sinks present
 // (sink), a window of exactly the last B (window), and no evicted position ever back.
 TEST(KvPolicyInvariants, SlotSetsBetweenSteps) {
-  const auto& tokens = grid_tokens();
+  const auto& tokens = grid_tokens(GridCase{});
   const int n = static_cast<int>(tokens.size());
   auto model = test::stories_bin();
   const auto& cfg = model->config();
@@ -346,7 +390,7 @@ TEST(KvPolicyInvariants, SlotSetsBetweenSteps) {
 // `window` with budget B, one token per step, is full attention under the sliding-window
 // causal mask qpos - B <= kpos <= qpos (B kept slots plus the token itself).
 TEST(KvPolicyInvariants, WindowEqualsSlidingWindowMask) {
-  const auto& tokens = grid_tokens();
+  const auto& tokens = grid_tokens(GridCase{});
   const int n = static_cast<int>(tokens.size());
   auto model = test::stories_bin();
   const auto& naive = test::naive_model("stories260K.bin");
@@ -393,7 +437,7 @@ TEST(KvPolicyInvariants, KvBytesStopGrowingAtBudget) {
 // For a fixed thread count, seed and input, results are bit-for-bit repeatable; and the
 // engine's threading does not change them either (1 vs 2 threads).
 TEST(KvPolicyInvariants, RepeatableAndThreadIndependent) {
-  const auto& tokens = grid_tokens();
+  const auto& tokens = grid_tokens(GridCase{});
   const int n = static_cast<int>(tokens.size());
   auto model = test::stories_bin();
   const auto& cfg = model->config();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fixtures/family_refs.h"
 #include "reference/naive_llama.h"
 #include "reference/ref_test_util.h"
 
@@ -47,7 +48,7 @@ TEST(NaiveForward, ReadsCheckpointHeaders) {
 // reproduces stories260K.greedy.txt. (Only the tokenizer is the engine's.)
 TEST(NaiveForward, GreedyReproducesLlama2cRunC) {
   auto model = test::stories_bin();
-  const NaiveLlama& naive = test::naive_model("stories260K.bin");
+  const ref::NaiveModel& naive = test::naive_model("stories260K.bin");
   std::ifstream in(model_path("stories260K.greedy.txt"), std::ios::binary);
   std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(expected.empty());
@@ -73,7 +74,7 @@ TEST(NaiveForward, GreedyReproducesLlama2cRunC) {
 // sliding-window mask kpos >= qpos - B.
 TEST(NaiveForward, KvReferenceDriversAgree) {
   auto model = test::stories_bin();
-  const NaiveLlama& naive = test::naive_model("stories260K.bin");
+  const ref::NaiveModel& naive = test::naive_model("stories260K.bin");
   const auto tokens = test::text_tokens(*model, 120);
   std::vector<Vec> causal;
   for (const Vec& z : naive.logits_causal(tokens)) causal.push_back(ref::log_softmax(std::span<const double>(z)));
@@ -118,7 +119,7 @@ TEST_P(NaiveForwardEngine, LogitsMatch) {
   const ForwardCase& c = GetParam();
   const auto t0 = std::chrono::steady_clock::now();
   auto model = test::load_model_cached(model_path(c.engine_file), *c.tokenizer ? model_path(c.tokenizer) : "");
-  const NaiveLlama& naive = test::naive_model(c.naive_file);
+  const ref::NaiveModel& naive = test::naive_model(c.naive_file);
   ASSERT_EQ(model->config().vocab_size, naive.config().vocab_size);
   const auto tokens = test::text_tokens(*model, static_cast<size_t>(c.n_tokens), c.text);
 
@@ -160,6 +161,51 @@ INSTANTIATE_TEST_SUITE_P(
                       ForwardCase{"books4M_f32gguf", "books4M-f32.gguf", "", "books4M.bin", kAusten, 100, 7},
                       ForwardCase{"books4M_bin", "books4M.bin", "tok512.bin", "books4M.bin", kAusten, 100, 0}),
     case_name);
+
+// The model-family fixtures (../shared/models/families/): the naive references of llama
+// (Llama 3 RoPE factors), qwen2 and gptneox against the fixtures' reference logits (which
+// checks the naive code itself), then the engine against the naive reference over 200
+// tokens of the `long` prompt, whole and in chunks of 7.
+class NaiveFamilies : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NaiveFamilies, ReferenceMatchesFixturesAndEngineMatchesReference) {
+  const std::string name = GetParam();
+  const ref::NaiveModel& naive = test::naive_model("families/" + name + ".gguf");
+  // The naive reference against the fixtures' last-position logits of the `short` prompt
+  // (NeoX: the float64 oracle's exact-GELU file), within the fixtures' F32 tolerance.
+  const test::FamilyRef short_ref = test::load_family_ref(name, "short");
+  const std::vector<Vec> z = naive.logits_causal(short_ref.prompt_ids);
+  const std::vector<float> want = test::load_npy_f32(
+      test::family_path("refs/" + name + ".short." + (name == "neox-tiny" ? "last_logits.exact.npy" : "last_logits.npy")));
+  ASSERT_EQ(want.size(), z.back().size());
+  double ref_diff = 0.0;
+  for (size_t j = 0; j < want.size(); ++j) ref_diff = std::max(ref_diff, std::abs(z.back()[j] - want[j]));
+  std::printf("[ naive forward ] %-12s naive vs fixture logits: max |dlogit| = %.3g\n", name.c_str(), ref_diff);
+  EXPECT_LE(ref_diff, 1e-3);
+
+  // The engine against the naive reference.
+  std::vector<int32_t> tokens = test::load_family_ref(name, "long").prompt_ids;
+  tokens.resize(200);
+  const std::vector<Vec> expected = naive.logits_causal(tokens);
+  auto model = test::load_model_cached(test::family_path(name + ".gguf"));
+  const size_t V = static_cast<size_t>(model->config().vocab_size);
+  for (int chunk : {0, 7}) {
+    SessionOptions opts;
+    opts.kv.prefill_chunk = chunk;
+    Session s(model, opts);
+    const auto logits = test::feed_all(s, tokens, {static_cast<int>(tokens.size())});
+    const double diff = test::max_abs_diff(logits, expected, V);
+    std::printf("[ naive forward ] %-12s engine vs naive, chunk %d: max |dlogit| = %.3g\n", name.c_str(), chunk, diff);
+    EXPECT_LE(diff, 1e-4) << "chunk " << chunk;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Gguf, NaiveFamilies, ::testing::Values("llama3-tiny", "qwen2-tiny", "neox-tiny"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
 
 }  // namespace
 }  // namespace h2o

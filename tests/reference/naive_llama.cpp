@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "kv/random_key.h"  // part of the random policy's contract
+#include "reference/naive_gguf.h"
 
 namespace h2o::ref {
 namespace {
@@ -39,58 +40,22 @@ class FloatReader {
   size_t off_;
 };
 
-// out = W x with W row-major [rows][cols].
-Vec matvec(const Vec& w, const Vec& x, int rows, int cols) {
-  Vec out(static_cast<size_t>(rows), 0.0);
-  for (int r = 0; r < rows; ++r) {
-    double acc = 0.0;
-    for (int c = 0; c < cols; ++c) acc += w[static_cast<size_t>(r) * cols + c] * x[static_cast<size_t>(c)];
-    out[static_cast<size_t>(r)] = acc;
-  }
-  return out;
-}
-
-Vec rmsnorm(const Vec& x, const Vec& weight) {
-  double ss = 0.0;
-  for (double v : x) ss += v * v;
-  const double inv = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + 1e-5);
-  Vec out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] * inv * weight[i];
-  return out;
-}
-
-// The RoPE angle pos * 10000^(-2i/hs) of pair i, as an fp32 number. The model defines
-// its angles in fp32: llama2.c's run.c computes `pos * (1.0f / powf(10000.0f, 2i/hs))`
-// and the PyTorch training code builds the same float32 table (the freq_cis arrays in
-// the checkpoint). At position 450 the fp32 angle is off the exact one by up to ~3e-5
-// rad; with the exact angle the log-probs of an h2o cache with R = 1 move by ~1.6e-4
-// from run.c's, against ~2e-5 otherwise. So the angle is fp32 here too, and everything
-// downstream of it (cos, sin, the rotation) is double.
-double rope_angle(int pos, int i, int head_size) {
-  const float freq = 1.0f / std::pow(10000.0f, static_cast<float>(i) / static_cast<float>(head_size));
-  return static_cast<double>(static_cast<float>(pos) * freq);
-}
-
-// Rotates the interleaved pairs (x[2i], x[2i+1]) of every head by its RoPE angle.
-void rope(Vec& x, int pos, int head_size) {
-  for (size_t base = 0; base < x.size(); base += static_cast<size_t>(head_size)) {
-    for (int i = 0; i < head_size; i += 2) {
-      const double theta = rope_angle(pos, i, head_size);
-      const double c = std::cos(theta), s = std::sin(theta);
-      const double a = x[base + static_cast<size_t>(i)], b = x[base + static_cast<size_t>(i) + 1];
-      x[base + static_cast<size_t>(i)] = a * c - b * s;
-      x[base + static_cast<size_t>(i) + 1] = a * s + b * c;
-    }
-  }
-}
-
-double silu(double x) { return x / (1.0 + std::exp(-x)); }
-
 }  // namespace
 
 NaiveLlama::NaiveLlama(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("naive reader: cannot open " + path);
+  char magic[4] = {};
+  in.read(magic, 4);
+  if (in.gcount() == 4 && std::string(magic, 4) == "GGUF") {
+    read_gguf(path);
+  } else {
+    read_llama2c(path);
+  }
+}
+
+void NaiveLlama::read_llama2c(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (bytes.size() < 7 * 4) throw std::runtime_error("naive reader: no header in " + path);
   int32_t h[7];
@@ -106,6 +71,7 @@ NaiveLlama::NaiveLlama(const std::string& path) {
   if (cfg_.dim <= 0 || cfg_.n_heads <= 0 || cfg_.n_kv_heads <= 0 || cfg_.dim % cfg_.n_heads != 0 ||
       cfg_.n_heads % cfg_.n_kv_heads != 0 || cfg_.n_layers <= 0 || cfg_.vocab_size <= 0)
     throw std::runtime_error("naive reader: implausible header in " + path);
+  rope_.n_rot = cfg_.head_size();  // interleaved pairs, base 10000: run.c's RoPE
 
   const size_t d = static_cast<size_t>(cfg_.dim), hd = static_cast<size_t>(cfg_.hidden_dim);
   const size_t kvd = static_cast<size_t>(cfg_.kv_dim()), L = static_cast<size_t>(cfg_.n_layers);
@@ -137,21 +103,77 @@ NaiveLlama::NaiveLlama(const std::string& path) {
 
   layers_.resize(L);
   for (size_t l = 0; l < L; ++l) {
-    layers_[l] = Layer{std::move(rms_att[l]), std::move(wq[l]), std::move(wk[l]), std::move(wv[l]), std::move(wo[l]),
-                       std::move(rms_ffn[l]), std::move(w1[l]), std::move(w2[l]), std::move(w3[l])};
+    Layer& y = layers_[l];
+    y.rms_att = std::move(rms_att[l]);
+    y.wq = std::move(wq[l]);
+    y.wk = std::move(wk[l]);
+    y.wv = std::move(wv[l]);
+    y.wo = std::move(wo[l]);
+    y.rms_ffn = std::move(rms_ffn[l]);
+    y.w1 = std::move(w1[l]);
+    y.w2 = std::move(w2[l]);
+    y.w3 = std::move(w3[l]);
+  }
+}
+
+// GGUF `llama` and `qwen2` (shared/docs/model-families.md §1.3, §1.4): the same block,
+// qwen2 with q/k/v biases and NEOX-style pairs; Llama 3's per-pair divisors in
+// rope_freqs.weight; the head tied to the embedding when output.weight is absent.
+void NaiveLlama::read_gguf(const std::string& path) {
+  const NaiveGguf g(path);
+  const std::string arch = g.string("general.architecture").value_or("");
+  if (arch != "llama" && arch != "qwen2") throw std::runtime_error("naive llama: architecture " + arch);
+  const auto key = [&](const std::string& k) { return arch + "." + k; };
+  const auto num = [&](const std::string& k) { return static_cast<int>(g.require_number(key(k))); };
+  cfg_.dim = num("embedding_length");
+  cfg_.hidden_dim = num("feed_forward_length");
+  cfg_.n_layers = num("block_count");
+  cfg_.n_heads = num("attention.head_count");
+  cfg_.n_kv_heads = static_cast<int>(g.number_or(key("attention.head_count_kv"), cfg_.n_heads));
+  cfg_.head_dim = static_cast<int>(g.number_or(key("attention.key_length"), cfg_.dim / cfg_.n_heads));
+  cfg_.seq_len = num("context_length");
+  eps_ = g.number_or(key("attention.layer_norm_rms_epsilon"), 1e-5);
+  rope_.neox = arch == "qwen2";
+  rope_.n_rot = static_cast<int>(g.number_or(key("rope.dimension_count"), cfg_.head_size()));
+  rope_.base = static_cast<float>(g.number_or(key("rope.freq_base"), 10000.0));
+  if (g.has_tensor("rope_freqs.weight")) {
+    for (double f : g.tensor("rope_freqs.weight")) rope_.factors.push_back(static_cast<float>(f));
+  }
+  std::vector<uint64_t> ne;
+  token_embedding_ = g.tensor("token_embd.weight", &ne);
+  cfg_.vocab_size = static_cast<int>(ne[1]);
+  cfg_.shared_classifier = !g.has_tensor("output.weight");
+  wcls_ = cfg_.shared_classifier ? token_embedding_ : g.tensor("output.weight");
+  rms_final_ = g.tensor("output_norm.weight");
+  layers_.resize(static_cast<size_t>(cfg_.n_layers));
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const auto opt = [&](const std::string& n) { return g.has_tensor(b + n) ? g.tensor(b + n) : Vec{}; };
+    Layer& y = layers_[static_cast<size_t>(l)];
+    y.rms_att = g.tensor(b + "attn_norm.weight");
+    y.wq = g.tensor(b + "attn_q.weight");
+    y.wk = g.tensor(b + "attn_k.weight");
+    y.wv = g.tensor(b + "attn_v.weight");
+    y.bq = opt("attn_q.bias");
+    y.bk = opt("attn_k.bias");
+    y.bv = opt("attn_v.bias");
+    y.wo = g.tensor(b + "attn_output.weight");
+    y.rms_ffn = g.tensor(b + "ffn_norm.weight");
+    y.w1 = g.tensor(b + "ffn_gate.weight");
+    y.w2 = g.tensor(b + "ffn_down.weight");
+    y.w3 = g.tensor(b + "ffn_up.weight");
   }
 }
 
 std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
                                   const Visibility& visible, std::vector<NaiveStepStats>* stats) const {
   const int T = static_cast<int>(tokens.size());
-  const int d = cfg_.dim, hs = cfg_.head_size(), kvd = cfg_.kv_dim(), G = cfg_.group();
-  const int n_kv = cfg_.n_kv_heads;
+  const int d = cfg_.dim, hs = cfg_.head_size(), qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
   if (store.k.empty()) {
     store.k.resize(static_cast<size_t>(cfg_.n_layers));
     store.v.resize(static_cast<size_t>(cfg_.n_layers));
   }
-  if (stats) stats->assign(static_cast<size_t>(cfg_.n_layers * n_kv), NaiveStepStats{});
+  if (stats) stats->assign(static_cast<size_t>(cfg_.n_layers * cfg_.n_kv_heads), NaiveStepStats{});
 
   // Residual stream of every row.
   std::vector<Vec> x(static_cast<size_t>(T));
@@ -172,58 +194,23 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
     // row attends (the causal part of the chunk is then up to `visible`).
     std::vector<Vec> q(static_cast<size_t>(T));
     for (int t = 0; t < T; ++t) {
-      const Vec xb = rmsnorm(x[static_cast<size_t>(t)], W.rms_att);
-      q[static_cast<size_t>(t)] = matvec(W.wq, xb, d, d);
-      Vec k = matvec(W.wk, xb, kvd, d);
-      Vec v = matvec(W.wv, xb, kvd, d);
-      rope(q[static_cast<size_t>(t)], first_pos + t, hs);
-      rope(k, first_pos + t, hs);
+      const Vec xb = rmsnorm(x[static_cast<size_t>(t)], W.rms_att, eps_);
+      q[static_cast<size_t>(t)] = matvec(W.wq, xb, qd, d, W.bq);
+      Vec k = matvec(W.wk, xb, kvd, d, W.bk);
+      Vec v = matvec(W.wv, xb, kvd, d, W.bv);
+      rope_.apply(q[static_cast<size_t>(t)], first_pos + t, hs);
+      rope_.apply(k, first_pos + t, hs);
       K.push_back(std::move(k));
       Vv.push_back(std::move(v));
     }
 
     for (int t = 0; t < T; ++t) {
-      const int qpos = first_pos + t;
-      Vec att_out(static_cast<size_t>(d), 0.0);
-      for (int qh = 0; qh < cfg_.n_heads; ++qh) {
-        const int kvh = qh / G;  // grouped-query attention: G query heads per KV head
-        std::vector<int> seen;
-        for (int j = 0; j < static_cast<int>(K.size()); ++j) {
-          if (visible(l, kvh, qpos, j)) seen.push_back(j);
-        }
-        if (seen.empty()) throw std::runtime_error("naive forward: a query row sees no key");
-        Vec logit(seen.size());
-        for (size_t s = 0; s < seen.size(); ++s) {
-          const Vec& key = K[static_cast<size_t>(seen[s])];
-          double dot = 0.0;
-          for (int i = 0; i < hs; ++i) dot += q[static_cast<size_t>(t)][static_cast<size_t>(qh * hs + i)] *
-                                              key[static_cast<size_t>(kvh * hs + i)];
-          logit[s] = dot / std::sqrt(static_cast<double>(hs));
-        }
-        const double mx = *std::max_element(logit.begin(), logit.end());
-        double sum = 0.0;
-        for (double& z : logit) sum += (z = std::exp(z - mx));
-        for (size_t s = 0; s < seen.size(); ++s) {
-          const double p = logit[s] / sum;
-          const Vec& val = Vv[static_cast<size_t>(seen[s])];
-          for (int i = 0; i < hs; ++i) att_out[static_cast<size_t>(qh * hs + i)] += p * val[static_cast<size_t>(kvh * hs + i)];
-          if (stats) {
-            // The spec's softmax is fp32, so a probability below fp32's range is zero
-            // and such slots tie (broken by age). In double they would differ by 1e-50
-            // and pick another victim (seen under tova: last-row masses ~1e-54), so the
-            // policy statistics take each probability at fp32 precision.
-            const double pf = static_cast<double>(static_cast<float>(p));
-            NaiveStepStats& st = (*stats)[static_cast<size_t>(l * n_kv + kvh)];
-            st.mass[seen[s]] += pf;
-            if (t == T - 1) st.last_row[seen[s]] += pf;
-          }
-        }
-      }
-      const Vec o = matvec(W.wo, att_out, d, d);
+      const Vec att = attend(cfg_, l, K, Vv, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats);
+      const Vec o = matvec(W.wo, att, d, qd);
       Vec& xr = x[static_cast<size_t>(t)];
       for (int i = 0; i < d; ++i) xr[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
       // SwiGLU feed-forward: w2(silu(w1 x) * w3 x).
-      const Vec xb = rmsnorm(xr, W.rms_ffn);
+      const Vec xb = rmsnorm(xr, W.rms_ffn, eps_);
       const Vec h1 = matvec(W.w1, xb, cfg_.hidden_dim, d);
       const Vec h3 = matvec(W.w3, xb, cfg_.hidden_dim, d);
       Vec hh(h1.size());
@@ -235,19 +222,10 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
 
   std::vector<Vec> logits(static_cast<size_t>(T));
   for (int t = 0; t < T; ++t) {
-    const Vec xf = rmsnorm(x[static_cast<size_t>(t)], rms_final_);
+    const Vec xf = rmsnorm(x[static_cast<size_t>(t)], rms_final_, eps_);
     logits[static_cast<size_t>(t)] = matvec(wcls_, xf, cfg_.vocab_size, d);
   }
   return logits;
-}
-
-std::vector<Vec> NaiveLlama::logits_with_mask(std::span<const int32_t> tokens, const Visibility& visible) const {
-  NaiveKvStore store;
-  return step(store, tokens, 0, visible);
-}
-
-std::vector<Vec> NaiveLlama::logits_causal(std::span<const int32_t> tokens) const {
-  return logits_with_mask(tokens, [](int, int, int qpos, int kpos) { return kpos <= qpos; });
 }
 
 Vec log_softmax(std::span<const double> logits) {
@@ -268,7 +246,7 @@ Vec log_softmax(std::span<const float> logits) {
 // ---------------------------------------------------------------------------------------
 // The bounded KV cache as masks.
 
-NaiveKvReference::NaiveKvReference(const NaiveLlama& model, NaivePolicy policy)
+NaiveKvReference::NaiveKvReference(const NaiveModel& model, NaivePolicy policy)
     : model_(model), policy_(std::move(policy)) {
   const auto& n = policy_.name;
   if (n != "full" && n != "window" && n != "sink" && n != "h2o" && n != "tova" && n != "random")

@@ -6,8 +6,8 @@
 // written to be obviously correct, not fast: plain loops, std::set for kept tokens,
 // one eviction at a time.
 //
-// Two drivers share the model arithmetic:
-//   - NaiveLlama::logits_with_mask: every token at once under a static visibility
+// Two drivers share the model arithmetic (reference/naive_model.h):
+//   - NaiveModel::logits_with_mask: every token at once under a static visibility
 //     predicate (causal, sliding window, ...).
 //   - NaiveKvReference: the spec's bounded cache as "full attention over all tokens
 //     with a kept mask per (layer, KV head)", stepped chunk by chunk.
@@ -22,74 +22,38 @@
 #include <string>
 #include <vector>
 
+#include "reference/naive_model.h"
+
 namespace h2o::ref {
 
-using Vec = std::vector<double>;
-
-// The llama2.c checkpoint header (7 int32), with the classifier flag decoded.
-struct NaiveConfig {
-  int dim = 0;
-  int hidden_dim = 0;
-  int n_layers = 0;
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int vocab_size = 0;
-  int seq_len = 0;
-  bool shared_classifier = true;  // header vocab > 0: the classifier is the embedding
-
-  int head_size() const { return dim / n_heads; }
-  int kv_dim() const { return n_kv_heads * head_size(); }
-  int group() const { return n_heads / n_kv_heads; }
-};
-
-// K and V of every token processed so far, per layer, indexed by absolute position.
-// Nothing is ever removed: which tokens a query may see is decided by a mask.
-struct NaiveKvStore {
-  std::vector<std::vector<Vec>> k, v;  // [layer][pos][kv_dim]
-};
-
-// Attention statistics of one step for one (layer, KV head), by position.
-struct NaiveStepStats {
-  std::map<int, double> mass;      // summed over the group's query heads and all rows
-  std::map<int, double> last_row;  // summed over the group's query heads, last row only
-};
-
-// visible(layer, kv_head, query_pos, key_pos): may this query see this key?
-// (Only keys already in the store, i.e. pos < first_pos + T, are asked about.)
-using Visibility = std::function<bool(int layer, int kv_head, int qpos, int kpos)>;
-
-class NaiveLlama {
+// LLaMA-family models: llama2.c checkpoints and GGUF files of architecture `llama` (with
+// Llama 3's rope_freqs and linear scaling) and `qwen2` (q/k/v biases, NEOX RoPE), read
+// directly (reference/naive_gguf.h for GGUF).
+class NaiveLlama : public NaiveModel {
  public:
-  // Reads a llama2.c legacy checkpoint. Throws std::runtime_error if the file is
-  // missing, truncated or longer than its header says.
-  explicit NaiveLlama(const std::string& checkpoint_path);
+  // A llama2.c legacy checkpoint or a GGUF file (by its magic). Throws std::runtime_error
+  // if the file is missing, truncated or longer than its header says.
+  explicit NaiveLlama(const std::string& path);
 
-  const NaiveConfig& config() const { return cfg_; }
-
-  // One forward pass over `tokens` at positions first_pos.. : appends their K/V to
-  // `store`, lets each query see the stored keys that `visible` allows, and returns the
-  // logits of every row ([T][vocab]). If `stats` is given it receives one entry per
-  // (layer, KV head), index layer * n_kv_heads + kv_head.
+  const NaiveConfig& config() const override { return cfg_; }
   std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const;
-
-  // All tokens at positions 0.. in one pass under a static mask (causal is up to the
-  // predicate). Logits [n][vocab].
-  std::vector<Vec> logits_with_mask(std::span<const int32_t> tokens, const Visibility& visible) const;
-  // Plain causal attention over everything: the model as llama2.c's run.c computes it.
-  std::vector<Vec> logits_causal(std::span<const int32_t> tokens) const;
+                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const override;
 
  private:
   struct Layer {
-    Vec rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3;
+    Vec rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3;  // w1 gate, w2 down, w3 up
+    Vec bq, bk, bv;                                    // empty when absent
   };
+  void read_llama2c(const std::string& path);
+  void read_gguf(const std::string& path);
+
   NaiveConfig cfg_;
+  NaiveRope rope_;
+  double eps_ = 1e-5;
   Vec token_embedding_;  // [vocab][dim]
   std::vector<Layer> layers_;
   Vec rms_final_;
   Vec wcls_;  // [vocab][dim]; a copy of the embedding when shared
-
-  const double* classifier() const { return wcls_.data(); }
 };
 
 // log softmax of one logits row, in double.
@@ -120,7 +84,7 @@ struct NaiveEviction {
 
 class NaiveKvReference {
  public:
-  NaiveKvReference(const NaiveLlama& model, NaivePolicy policy);
+  NaiveKvReference(const NaiveModel& model, NaivePolicy policy);
 
   // One step over `tokens` (positions tokens_seen()..): attention over the kept tokens
   // plus the step's causal part, score update, then eviction down to the budget.
@@ -155,7 +119,7 @@ class NaiveKvReference {
   std::set<int> protected_positions(const std::set<int>& kept) const;
   double removal_key(int layer, int kv_head, int pos, const NaiveStepStats& stats) const;
 
-  const NaiveLlama& model_;
+  const NaiveModel& model_;
   NaivePolicy policy_;
   NaiveKvStore store_;
   int next_pos_ = 0;

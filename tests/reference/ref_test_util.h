@@ -17,6 +17,7 @@
 
 #include "model/model.h"
 #include "reference/naive_llama.h"
+#include "reference/naive_neox.h"
 #include "runtime/session.h"
 #include "test_paths.h"
 
@@ -32,10 +33,18 @@ inline std::shared_ptr<const Model> load_model_cached(const std::string& path, c
 inline std::shared_ptr<const Model> stories_bin() {
   return load_model_cached(model_path("stories260K.bin"), model_path("tok512.bin"));
 }
-inline const ref::NaiveLlama& naive_model(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<ref::NaiveLlama>> cache;
+// The naive reference of a model under ../shared/models/ (by architecture: GPT-NeoX files
+// are read by NaiveNeox, llama2.c and GGUF llama/qwen2 files by NaiveLlama).
+inline const ref::NaiveModel& naive_model(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<ref::NaiveModel>> cache;
   auto& slot = cache[name];
-  if (!slot) slot = std::make_unique<ref::NaiveLlama>(model_path(name));
+  if (!slot) {
+    if (name.find("neox") != std::string::npos) {
+      slot = std::make_unique<ref::NaiveNeox>(model_path(name));
+    } else {
+      slot = std::make_unique<ref::NaiveLlama>(model_path(name));
+    }
+  }
   return *slot;
 }
 
