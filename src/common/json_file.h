@@ -41,6 +41,7 @@ class JsonFields {
   JsonFields(const nlohmann::json& obj, std::string where);
 
   bool has(std::string_view key) const;
+  const std::string& where() const { return where_; }  // the file, for messages
   // A JSON integer (2.0 is not one) within [min, max].
   int64_t integer(std::string_view key, std::optional<int64_t> def, int64_t min, int64_t max) const;
   // Any finite JSON number within [min, max].

@@ -33,6 +33,16 @@ struct TensorShape {
 
 enum class TensorKind : uint8_t { Matrix, Vector };
 
+// How a Hugging Face tensor's rows are reordered once, at load, into the layout the
+// architecture computes with (GGUF's, so an HF directory and its GGUF conversion hold the
+// same tensors): the exception to "weights are used from the mapping".
+enum class HfTransform : uint8_t {
+  None,
+  RopePermuteQ,  // llama q_proj (weight, bias): HF's rotate-half rows -> interleaved pairs, per query head
+  RopePermuteK,  // the same for k_proj, per KV head
+  NeoxQkv,       // GPT-NeoX query_key_value: per-head [q|k|v] interleave -> [all Q; all K; all V]
+};
+
 // One row of an architecture's tensor table.
 template <typename Role>
 struct TensorSpec {
@@ -41,6 +51,9 @@ struct TensorSpec {
   TensorKind kind = TensorKind::Matrix;
   bool optional = false;       // absent is fine (biases, untied head, rope_freqs)
   TensorShape (*shape)(const ModelConfig&) = nullptr;
+  // Name in a Hugging Face checkpoint ("{}" stands for the layer index); null: none.
+  const char* hf = nullptr;
+  HfTransform hf_transform = HfTransform::None;
 };
 using ModelTensorSpec = TensorSpec<ModelRole>;
 using LayerTensorSpec = TensorSpec<LayerRole>;
@@ -93,6 +106,8 @@ class LayerContext {
   Forward& driver_;
 };
 
+class JsonFields;
+
 struct Architecture {
   std::string_view name;  // general.architecture in GGUF
   // Reads the hyper-parameters (vocab_size comes from the token embedding, filled later).
@@ -104,10 +119,16 @@ struct Architecture {
   std::span<const LayerTensorSpec> layer_tensors;
   // One transformer layer on ctx.x.
   void (*block)(const LayerContext& ctx) = nullptr;
+  // Hugging Face: the config.json model_type values this architecture reads, and the
+  // reader of config.json's fields (vocab_size comes from the embedding). Null: none.
+  std::span<const std::string_view> hf_model_types;
+  ModelConfig (*read_hf)(const JsonFields& config) = nullptr;
 };
 
 // The architecture called `name`; throws h2o::Error naming the supported ones.
 const Architecture& find_architecture(std::string_view name);
+// The architecture that reads config.json's `model_type`; throws naming the supported ones.
+const Architecture& find_hf_architecture(std::string_view model_type);
 const std::vector<const Architecture*>& architectures();
 
 // Every tensor of a model of this architecture and config, model-wide ones first, then
@@ -118,6 +139,8 @@ struct TensorRef {
   ModelRole model_role = ModelRole::kCount;
   LayerRole layer_role = LayerRole::kCount;
   std::string gguf_name;
+  std::string hf_name;  // empty: not in Hugging Face checkpoints
+  HfTransform hf_transform = HfTransform::None;
   TensorKind kind = TensorKind::Matrix;
   bool optional = false;
   TensorShape shape;
@@ -140,6 +163,10 @@ TensorShape qkv_proj(const ModelConfig& c);      // (q_dim + 2 kv_dim) x dim
 TensorShape o_proj(const ModelConfig& c);        // dim x q_dim
 TensorShape ffn_in(const ModelConfig& c);        // hidden x dim
 TensorShape ffn_out(const ModelConfig& c);       // dim x hidden
+TensorShape embed_dim(const ModelConfig& c);     // 1 x embed_dim
+TensorShape positions(const ModelConfig& c);     // (context + position_offset) x dim
+TensorShape project_in(const ModelConfig& c);    // dim x embed_dim
+TensorShape project_out(const ModelConfig& c);   // embed_dim x dim
 }  // namespace shapes
 
 }  // namespace h2o

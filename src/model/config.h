@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "kernels/rope.h"
 #include "kv/kv_shape.h"
@@ -30,12 +31,16 @@ struct ModelConfig {
   Activation activation = Activation::SiluGated;
   bool parallel_residual = false;  // x' = x + attn(norm1 x) + ffn(norm2 x)  (GPT-NeoX)
   bool norm_after = false;         // post-LayerNorm blocks (OPT-350m)
+  bool tied_head = false;          // the head is the token embedding even if the file has one
 
   // Rotary embeddings; rope_dim == 0: none (learned positions).
   RopeStyle rope_style = RopeStyle::Normal;
   int rope_dim = 0;          // dimensions rotated per head (< head_dim: partial rotary)
   float rope_base = 10000.0f;
   float rope_freq_scale = 1.0f;  // 1 / linear scaling factor
+  // Per-pair frequency divisors computed from the config (Hugging Face rope_type llama3);
+  // a GGUF file carries them as the rope_freqs.weight tensor instead. Empty: none.
+  std::vector<float> rope_factors;
   int position_offset = 0;       // learned positions: row of position p is p + offset (OPT: 2)
 
   int kv_dim() const { return n_kv_heads * head_dim; }

@@ -4,18 +4,22 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
 #include "common/check.h"
+#include "common/json_file.h"
 #include "format/gguf.h"
 #include "format/llama2c.h"
+#include "format/safetensors.h"
 #include "format/mapped_file.h"
 #include "format/packed_quant.h"
 #include "model/architecture.h"
 #include "model/architectures/registry.h"
 #include "model/gguf_config.h"
+#include "model/hf_transform.h"
 
 namespace h2o {
 namespace {
@@ -131,11 +135,14 @@ Model& Model::operator=(Model&&) noexcept = default;
 
 std::shared_ptr<const Model> Model::load(const ModelLoadOptions& opts) {
   if (opts.path.empty()) fail("no model file given (-m)");
-  MappedFile probe(opts.path);  // clear errors for missing paths and directories
-  if (probe.size() < 4) fail("{}: file is too small to be a model ({} bytes)", opts.path, probe.size());
   auto model = std::shared_ptr<Model>(new Model());
   model->path_ = opts.path;
-  if (file_starts_with(opts.path, "GGUF")) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(opts.path, ec)) {
+    model->load_hf(opts.path);
+  } else if (MappedFile probe(opts.path); probe.size() < 4) {  // clear errors for missing paths
+    fail("{}: file is too small to be a model ({} bytes)", opts.path, probe.size());
+  } else if (file_starts_with(opts.path, "GGUF")) {
     model->load_gguf(opts.path);
   } else {
     if (opts.tokenizer_path.empty())
@@ -144,7 +151,7 @@ std::shared_ptr<const Model> Model::load(const ModelLoadOptions& opts) {
   }
   const ModelConfig& c = model->config_;
   if (c.rope_dim > 0) {
-    std::span<const float> factors;
+    std::span<const float> factors = c.rope_factors;  // from config.json; a GGUF file has the tensor
     if (const float* ff = model->weights_.vec(ModelRole::RopeFreqs)) factors = {ff, static_cast<size_t>(c.rope_dim / 2)};
     try {
       model->rope_ = RopeTable(c.rope_style, c.head_dim, c.rope_dim, c.rope_base, c.rope_freq_scale, factors);
@@ -152,7 +159,8 @@ std::shared_ptr<const Model> Model::load(const ModelLoadOptions& opts) {
       fail("{}: {}", opts.path, e.what());
     }
   }
-  if (model->tokenizer_->vocab_size() != c.vocab_size)
+  // Embedding tables may be padded past the tokenizer (OPT: 50261 tokens, 50272 rows).
+  if (model->tokenizer_->vocab_size() > c.vocab_size)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", opts.path, model->tokenizer_->vocab_size(),
          c.vocab_size);
   return model;
@@ -203,7 +211,7 @@ void Model::load_gguf(const std::string& path) {
       fail("{}: unexpected tensor {} (not part of a {}-layer {} model as the metadata describes it)", path,
            printable_string(t.name), c.n_layers, c.arch);
   }
-  if (!w.has(ModelRole::Output)) w.mat(ModelRole::Output) = w.mat(ModelRole::TokenEmbd);  // tied head
+  if (!w.has(ModelRole::Output) || c.tied_head) w.mat(ModelRole::Output) = w.mat(ModelRole::TokenEmbd);
   // The token embedding keeps its pages of the mapping: lookups read its rows as stored.
   pack_matrices(w.product_matrices(), w.mat(ModelRole::TokenEmbd).data, w.packed);
 }
@@ -254,6 +262,100 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
   }
   w.vec(ModelRole::OutputNorm) = s.rms_final;
   w.mat(ModelRole::Output) = f32_matrix(s.wcls, c.vocab_size, c.dim);
+}
+
+// A Hugging Face directory (model-families.md §2): config.json read by the architecture
+// that claims its model_type, the safetensors tensors named by the architecture's table
+// (the "model." prefix optional, as transformers allows), rows reordered where the
+// architecture asks (model/hf_transform.h), tokenizer.json.
+void Model::load_hf(const std::string& dir) {
+  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+  const nlohmann::json config = read_json_file(config_path);
+  const JsonFields j(config, config_path);
+  const std::string model_type = j.string("model_type", std::nullopt);
+  try {
+    arch_ = &find_hf_architecture(model_type);
+  } catch (const Error& e) {
+    fail("{}: {}", config_path, e.what());
+  }
+  ModelConfig& c = config_;
+  c = arch_->read_hf(j);
+  hf_ = std::make_unique<SafetensorsCheckpoint>(SafetensorsCheckpoint::open_dir(dir));
+  const SafetensorsCheckpoint& ck = *hf_;
+  const auto find = [&](const std::string& name) -> const SafetensorsTensor* {
+    if (const SafetensorsTensor* t = ck.find(name)) return t;
+    return name.starts_with("model.") ? ck.find(std::string_view(name).substr(6)) : nullptr;
+  };
+  // The vocabulary is the embedding's row count (config.json's vocab_size says the same).
+  std::string embd_name;
+  for_each_tensor(*arch_, c, [&](const TensorRef& r) {
+    if (!r.per_layer && r.model_role == ModelRole::TokenEmbd) embd_name = r.hf_name;
+  });
+  const SafetensorsTensor* embd = find(embd_name);
+  if (!embd || embd->shape.size() != 2) fail("{}: missing or malformed tensor {}", ck.source_name(), embd_name);
+  check_dim(dir, "vocabulary size", static_cast<int64_t>(std::min<uint64_t>(embd->shape[0], 1ull << 40)));
+  c.vocab_size = static_cast<int>(embd->shape[0]);
+  validate_config(dir, c);
+  tokenizer_ = load_tokenizer_from_hf_dir(dir);
+
+  ModelWeights& w = weights_;
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  std::set<std::string> used;
+  for_each_tensor(*arch_, c, [&](const TensorRef& ref) {
+    if (ref.hf_name.empty()) return;
+    const SafetensorsTensor* t = find(ref.hf_name);
+    if (!t) {
+      if (ref.optional) return;
+      fail("{}: missing tensor {} ({})", ck.source_name(), ref.hf_name, c.arch);
+    }
+    used.insert(t->name);
+    const bool matrix = ref.kind == TensorKind::Matrix;
+    const bool shape_ok = matrix ? t->shape.size() == 2 && t->shape[0] == static_cast<uint64_t>(ref.shape.rows) &&
+                                       t->shape[1] == static_cast<uint64_t>(ref.shape.cols)
+                                 : t->shape.size() == 1 && t->shape[0] == static_cast<uint64_t>(ref.shape.cols);
+    if (!shape_ok) {
+      std::string shape;
+      for (size_t i = 0; i < t->shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(t->shape[i]);
+      fail("{}: tensor {} has shape [{}], expected [{}]", t->file, printable_string(t->name), shape,
+           matrix ? fmt::format("{}x{}", ref.shape.rows, ref.shape.cols) : std::to_string(ref.shape.cols));
+    }
+    const TensorType type = t->weight_type();
+    const int64_t rows = matrix ? ref.shape.rows : ref.shape.cols;  // a vector: one value per "row"
+    const size_t unit = matrix ? row_bytes(type, static_cast<size_t>(ref.shape.cols)) : traits(type).block_bytes;
+    const std::vector<uint32_t> order = hf_row_order(ref.hf_transform, c, rows);
+    // Rows as stored, or reordered into a copy (also when the writer left the data unaligned).
+    const uint8_t* data = t->data;
+    if (ref.hf_transform != HfTransform::None || !t->data_aligned()) {
+      AlignedBuffer& buf = w.owned.emplace_back(static_cast<size_t>(rows) * unit);
+      for (size_t r = 0; r < order.size(); ++r) std::memcpy(buf.data() + r * unit, t->data + order[r] * unit, unit);
+      data = buf.data();
+    }
+    Matrix* m = ref.per_layer ? &w.layers[static_cast<size_t>(ref.layer)].mat(ref.layer_role) : &w.mat(ref.model_role);
+    const float** v =
+        ref.per_layer ? &w.layers[static_cast<size_t>(ref.layer)].vec(ref.layer_role) : &w.vec(ref.model_role);
+    if (matrix) {
+      m->type = type;
+      m->rows = static_cast<int>(ref.shape.rows);
+      m->cols = static_cast<int>(ref.shape.cols);
+      m->data = data;
+      m->row_bytes = unit;
+    } else {
+      auto& out = w.decoded.emplace_back(static_cast<size_t>(ref.shape.cols));
+      dequantize_row(type, data, out.data(), out.size());
+      *v = out.data();
+    }
+  });
+  // Buffers of old checkpoints that are no weights (llama.cpp's converter skips them too).
+  const auto ignorable = [](std::string_view n) {
+    return n.ends_with(".rotary_emb.inv_freq") || n.ends_with(".attention.bias") ||
+           n.ends_with(".attention.masked_bias");
+  };
+  for (const SafetensorsTensor* t : ck.tensors()) {
+    if (!used.contains(t->name) && !ignorable(t->name))
+      fail("{}: unexpected tensor {} (not part of a {}-layer {} model as config.json describes it)", t->file,
+           printable_string(t->name), c.n_layers, c.arch);
+  }
+  if (!w.has(ModelRole::Output) || c.tied_head) w.mat(ModelRole::Output) = w.mat(ModelRole::TokenEmbd);
 }
 
 std::string Model::describe() const {

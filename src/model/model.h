@@ -16,15 +16,17 @@ namespace h2o {
 struct Architecture;
 class GgufFile;
 class Llama2cCheckpoint;
+class SafetensorsCheckpoint;
 
 struct ModelLoadOptions {
-  std::string path;            // .gguf, or a llama2.c checkpoint
+  std::string path;            // .gguf, a Hugging Face directory, or a llama2.c checkpoint
   std::string tokenizer_path;  // llama2.c tokenizer.bin (required for llama2.c checkpoints)
 };
 
 class Model {
  public:
-  // Detects the format from the file's first bytes. Throws h2o::Error naming the problem
+  // A directory is a Hugging Face checkpoint (config.json, safetensors, tokenizer.json);
+  // a file's format comes from its first bytes. Throws h2o::Error naming the problem
   // (unknown format or architecture, missing or out-of-range metadata, missing, unexpected
   // or misshapen tensors).
   static std::shared_ptr<const Model> load(const ModelLoadOptions& opts);
@@ -45,6 +47,7 @@ class Model {
   Model();
   void load_gguf(const std::string& path);
   void load_llama2c(const std::string& path, const std::string& tokenizer_path);
+  void load_hf(const std::string& dir);
 
   std::string path_;
   const Architecture* arch_ = nullptr;
@@ -54,6 +57,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<GgufFile> gguf_;            // keeps the mapping alive
   std::unique_ptr<Llama2cCheckpoint> l2c_;    // keeps the mapping alive
+  std::unique_ptr<SafetensorsCheckpoint> hf_;  // keeps the mappings alive
 };
 
 }  // namespace h2o

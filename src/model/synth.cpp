@@ -12,6 +12,7 @@
 #include "common/thread_pool.h"
 #include "format/gguf.h"
 #include "model/architecture.h"
+#include "model/architectures/llama_family.h"
 
 namespace h2o {
 namespace {
@@ -41,6 +42,12 @@ const std::vector<SynthShape> kShapes = {
      .arch = "gptneox", .dim = 768,
      .hidden_dim = 3072, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12, .vocab_size = 50304,
      .context_length = 2048, .rope_dim = 16},
+    {.name = "opt-1.3b", .description = "OPT 1.3B: learned positions, LayerNorm, ReLU, tied (~1.3B params)",
+     .arch = "opt", .dim = 2048, .hidden_dim = 8192, .n_layers = 24, .n_heads = 32, .n_kv_heads = 32,
+     .vocab_size = 50272, .context_length = 2048, .tied = true},
+    {.name = "opt-6.7b", .description = "OPT 6.7B: the H2O paper's throughput model (~6.7B params)", .arch = "opt",
+     .dim = 4096, .hidden_dim = 16384, .n_layers = 32, .n_heads = 32, .n_kv_heads = 32, .vocab_size = 50272,
+     .context_length = 2048, .tied = true},
 };
 
 // Byte tokens come right after <unk>, <s>, </s>, as in the llama tokenizer.
@@ -146,27 +153,6 @@ Vocab synthetic_vocab(int vocab_size) {
   return v;
 }
 
-// Llama 3.1+'s per-pair RoPE frequency divisors (model-families.md §1.3), from the
-// scaling of Llama 3.2: factor 32, low 1, high 4, original context 8192.
-std::vector<float> llama3_rope_factors(int rope_dim, float base) {
-  constexpr double kFactor = 32, kLow = 1, kHigh = 4, kOrig = 8192;
-  constexpr double kTwoPi = 2.0 * std::numbers::pi;
-  std::vector<float> ff(static_cast<size_t>(rope_dim / 2));
-  for (size_t i = 0; i < ff.size(); ++i) {
-    const double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / rope_dim);
-    const double wavelen = kTwoPi / freq;
-    if (wavelen < kOrig / kHigh) {
-      ff[i] = 1.0f;
-    } else if (wavelen > kOrig / kLow) {
-      ff[i] = static_cast<float>(kFactor);
-    } else {
-      const double smooth = (kOrig / wavelen - kLow) / (kHigh - kLow);
-      ff[i] = static_cast<float>(1.0 / ((1.0 - smooth) / kFactor + smooth));
-    }
-  }
-  return ff;
-}
-
 struct TensorPlan {
   std::string name;
   int cols = 0;         // ne[0], the contiguous (input) dimension
@@ -196,14 +182,18 @@ std::vector<TensorPlan> plan_tensors(const SynthShape& s) {
   for_each_tensor(find_architecture(s.arch), c, [&](const TensorRef& r) {
     const bool rope_freqs = !r.per_layer && r.model_role == ModelRole::RopeFreqs;
     const bool head = !r.per_layer && r.model_role == ModelRole::Output;
-    if (rope_freqs ? !s.llama3_rope : head ? s.tied : r.optional) return;
+    // A final norm is optional only for OPT-350m's post-LN layout: always written here.
+    const bool final_norm =
+        !r.per_layer && (r.model_role == ModelRole::OutputNorm || r.model_role == ModelRole::OutputNormBias);
+    if (rope_freqs ? !s.llama3_rope : head ? s.tied : (r.optional && !final_norm)) return;
     TensorPlan t{r.gguf_name, static_cast<int>(r.shape.cols), static_cast<int>(r.shape.rows),
                  r.kind == TensorKind::Vector, 0.0f, {}};
     if (t.vector) {
       t.values.assign(static_cast<size_t>(t.cols), is_bias(r) ? 0.0f : 1.0f);
-      if (rope_freqs) t.values = llama3_rope_factors(c.rope_dim, c.rope_base);
+      if (rope_freqs) t.values = llama3_rope_factors(c.rope_dim, c.rope_base, 32, 1, 4, 8192);  // Llama 3.2's
     } else {
-      const bool embedding = !r.per_layer && r.model_role == ModelRole::TokenEmbd;
+      const bool embedding =
+          !r.per_layer && (r.model_role == ModelRole::TokenEmbd || r.model_role == ModelRole::PosEmbd);
       // normal(0, 1/sqrt(fan_in)) keeps each product's outputs at about unit variance.
       t.std = embedding ? kEmbeddingStd : 1.0f / std::sqrt(static_cast<float>(t.cols));
     }
@@ -259,6 +249,10 @@ ModelConfig SynthShape::config() const {
   c.rope_dim = rope_dim > 0 ? rope_dim : c.head_dim;
   c.rope_base = rope_base;
   c.parallel_residual = true;
+  if (arch == "opt") {  // learned positions at row p + 2, no rotary
+    c.rope_dim = 0;
+    c.position_offset = 2;
+  }
   return c;
 }
 

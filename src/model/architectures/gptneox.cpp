@@ -5,6 +5,7 @@
 // x' = x + Attn(LN1 x) + FFN(LN2 x) (sequential when use_parallel_residual is false).
 // GELU is the exact erf form, as Hugging Face computes Pythia (llama.cpp uses tanh).
 #include "common/check.h"
+#include "common/json_file.h"
 #include "format/gguf.h"
 #include "kernels/ops.h"
 #include "model/architecture.h"
@@ -20,26 +21,31 @@ using M = ModelRole;
 namespace s = shapes;
 
 constexpr ModelTensorSpec kModelTensors[] = {
-    {M::TokenEmbd, "token_embd.weight", K::Matrix, false, s::embedding},
-    {M::OutputNorm, "output_norm.weight", K::Vector, false, s::dim},
-    {M::OutputNormBias, "output_norm.bias", K::Vector, false, s::dim},
-    {M::Output, "output.weight", K::Matrix, false, s::embedding},
+    {M::TokenEmbd, "token_embd.weight", K::Matrix, false, s::embedding, "gpt_neox.embed_in.weight"},
+    {M::OutputNorm, "output_norm.weight", K::Vector, false, s::dim, "gpt_neox.final_layer_norm.weight"},
+    {M::OutputNormBias, "output_norm.bias", K::Vector, false, s::dim, "gpt_neox.final_layer_norm.bias"},
+    {M::Output, "output.weight", K::Matrix, false, s::embedding, "embed_out.weight"},
 };
 
+// HF interleaves q, k and v per head in query_key_value; they are regrouped at load.
 constexpr LayerTensorSpec kLayerTensors[] = {
-    {L::AttnNorm, "attn_norm.weight", K::Vector, false, s::dim},
-    {L::AttnNormBias, "attn_norm.bias", K::Vector, false, s::dim},
-    {L::AttnQKV, "attn_qkv.weight", K::Matrix, false, s::qkv_proj},
-    {L::AttnQKVBias, "attn_qkv.bias", K::Vector, false, s::qkv_dim},
-    {L::AttnOut, "attn_output.weight", K::Matrix, false, s::o_proj},
-    {L::AttnOutBias, "attn_output.bias", K::Vector, false, s::dim},
-    {L::FfnNorm, "ffn_norm.weight", K::Vector, false, s::dim},
-    {L::FfnNormBias, "ffn_norm.bias", K::Vector, false, s::dim},
-    {L::FfnUp, "ffn_up.weight", K::Matrix, false, s::ffn_in},
-    {L::FfnUpBias, "ffn_up.bias", K::Vector, false, s::hidden},
-    {L::FfnDown, "ffn_down.weight", K::Matrix, false, s::ffn_out},
-    {L::FfnDownBias, "ffn_down.bias", K::Vector, false, s::dim},
+    {L::AttnNorm, "attn_norm.weight", K::Vector, false, s::dim, "gpt_neox.layers.{}.input_layernorm.weight"},
+    {L::AttnNormBias, "attn_norm.bias", K::Vector, false, s::dim, "gpt_neox.layers.{}.input_layernorm.bias"},
+    {L::AttnQKV, "attn_qkv.weight", K::Matrix, false, s::qkv_proj, "gpt_neox.layers.{}.attention.query_key_value.weight",
+     HfTransform::NeoxQkv},
+    {L::AttnQKVBias, "attn_qkv.bias", K::Vector, false, s::qkv_dim, "gpt_neox.layers.{}.attention.query_key_value.bias",
+     HfTransform::NeoxQkv},
+    {L::AttnOut, "attn_output.weight", K::Matrix, false, s::o_proj, "gpt_neox.layers.{}.attention.dense.weight"},
+    {L::AttnOutBias, "attn_output.bias", K::Vector, false, s::dim, "gpt_neox.layers.{}.attention.dense.bias"},
+    {L::FfnNorm, "ffn_norm.weight", K::Vector, false, s::dim, "gpt_neox.layers.{}.post_attention_layernorm.weight"},
+    {L::FfnNormBias, "ffn_norm.bias", K::Vector, false, s::dim, "gpt_neox.layers.{}.post_attention_layernorm.bias"},
+    {L::FfnUp, "ffn_up.weight", K::Matrix, false, s::ffn_in, "gpt_neox.layers.{}.mlp.dense_h_to_4h.weight"},
+    {L::FfnUpBias, "ffn_up.bias", K::Vector, false, s::hidden, "gpt_neox.layers.{}.mlp.dense_h_to_4h.bias"},
+    {L::FfnDown, "ffn_down.weight", K::Matrix, false, s::ffn_out, "gpt_neox.layers.{}.mlp.dense_4h_to_h.weight"},
+    {L::FfnDownBias, "ffn_down.bias", K::Vector, false, s::dim, "gpt_neox.layers.{}.mlp.dense_4h_to_h.bias"},
 };
+
+constexpr std::string_view kHfTypes[] = {"gpt_neox"};
 
 ModelConfig read(const GgufFile& f) {
   // The 2023 converter wrote attn_qkv in HF's per-head interleaved order and a raw-byte
@@ -70,6 +76,40 @@ ModelConfig read(const GgufFile& f) {
   c.rope_dim = k.size_or("rope.dimension_count", c.head_dim);
   c.rope_base = k.positive_or("rope.freq_base", 10000.0f);
   c.rope_freq_scale = k.rope_freq_scale();
+  return c;
+}
+
+// config.json of GPTNeoXForCausalLM (§2.4).
+ModelConfig read_hf(const JsonFields& j) {
+  constexpr int64_t kMax = GgufArchKeys::kMaxDim;
+  ModelConfig c;
+  c.arch = "gptneox";
+  c.dim = static_cast<int>(j.integer("hidden_size", std::nullopt, 1, kMax));
+  c.embed_dim = c.dim;
+  c.hidden_dim = static_cast<int>(j.integer("intermediate_size", std::nullopt, 1, kMax));
+  c.n_layers = static_cast<int>(j.integer("num_hidden_layers", std::nullopt, 1, kMax));
+  c.n_heads = static_cast<int>(j.integer("num_attention_heads", std::nullopt, 1, kMax));
+  c.n_kv_heads = c.n_heads;
+  if (c.dim % c.n_heads != 0)
+    fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", j.where(), c.dim, c.n_heads);
+  c.head_dim = c.dim / c.n_heads;
+  c.context_length = static_cast<int>(j.integer("max_position_embeddings", std::nullopt, 1, 1 << 24));
+  c.norm = NormKind::Layer;
+  c.norm_eps = static_cast<float>(j.number("layer_norm_eps", 1e-5, 1e-12, 1.0));
+  const std::string act = j.string("hidden_act", "gelu");
+  if (act != "gelu") fail("{}: hidden_act '{}' is not supported (supported: gelu)", j.where(), printable_string(act));
+  c.activation = Activation::GeluErf;
+  c.parallel_residual = j.boolean("use_parallel_residual", true);
+  if (!j.boolean("attention_bias", true)) fail("{}: attention_bias false is not supported", j.where());
+  c.rope_style = RopeStyle::Neox;
+  const double pct = j.number("rotary_pct", 0.25, 0.0, 1.0);
+  c.rope_dim = static_cast<int>(c.head_dim * pct);
+  if (c.rope_dim < 2 || c.rope_dim % 2 != 0)
+    fail("{}: rotary_pct {} gives {} rotary dims of {}; an even count of at least 2 is needed", j.where(), pct,
+         c.rope_dim, c.head_dim);
+  c.rope_base = static_cast<float>(j.number("rotary_emb_base", 10000.0, 1e-6, 1e12));
+  if (j.object("rope_scaling")) fail("{}: rope_scaling for gpt_neox is not supported", j.where());
+  c.tied_head = j.boolean("tie_word_embeddings", false);
   return c;
 }
 
@@ -123,6 +163,8 @@ const Architecture& gptneox_architecture() {
       .model_tensors = kModelTensors,
       .layer_tensors = kLayerTensors,
       .block = block,
+      .hf_model_types = kHfTypes,
+      .read_hf = read_hf,
   };
   return arch;
 }

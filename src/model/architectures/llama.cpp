@@ -2,7 +2,12 @@
 // (shared/docs/model-families.md §1.3). RoPE is NORMAL-style (GGUF permutes HF's q/k rows
 // for it); Llama 3.1+ files carry per-pair frequency divisors in rope_freqs.weight; the
 // head is the token embedding when output.weight is absent.
+#include <cmath>
+#include <numbers>
+#include <optional>
+
 #include "common/check.h"
+#include "common/json_file.h"
 #include "format/gguf.h"
 #include "kernels/ops.h"
 #include "model/architecture.h"
@@ -18,33 +23,40 @@ using L = LayerRole;
 using M = ModelRole;
 namespace s = shapes;
 
+using T = HfTransform;
+
 constexpr ModelTensorSpec kModelTensors[] = {
-    {M::TokenEmbd, "token_embd.weight", K::Matrix, false, s::embedding},
-    {M::OutputNorm, "output_norm.weight", K::Vector, false, s::dim},
-    {M::Output, "output.weight", K::Matrix, true, s::embedding},  // absent: tied to token_embd
+    {M::TokenEmbd, "token_embd.weight", K::Matrix, false, s::embedding, "model.embed_tokens.weight"},
+    {M::OutputNorm, "output_norm.weight", K::Vector, false, s::dim, "model.norm.weight"},
+    {M::Output, "output.weight", K::Matrix, true, s::embedding, "lm_head.weight"},  // absent: tied to token_embd
     {M::RopeFreqs, "rope_freqs.weight", K::Vector, true, s::rope_pairs},
 };
 
+// HF's q/k rows are in rotate-half order; the GGUF layout (and this engine's NORMAL RoPE)
+// wants interleaved pairs, so they are permuted at load (model-families.md §2.7).
 constexpr LayerTensorSpec kLayerTensors[] = {
-    {L::AttnNorm, "attn_norm.weight", K::Vector, false, s::dim},
-    {L::AttnQ, "attn_q.weight", K::Matrix, false, s::q_proj},
-    {L::AttnK, "attn_k.weight", K::Matrix, false, s::kv_proj},
-    {L::AttnV, "attn_v.weight", K::Matrix, false, s::kv_proj},
-    {L::AttnQBias, "attn_q.bias", K::Vector, true, s::q_dim},
-    {L::AttnKBias, "attn_k.bias", K::Vector, true, s::kv_dim},
-    {L::AttnVBias, "attn_v.bias", K::Vector, true, s::kv_dim},
-    {L::AttnOut, "attn_output.weight", K::Matrix, false, s::o_proj},
-    {L::AttnOutBias, "attn_output.bias", K::Vector, true, s::dim},
-    {L::FfnNorm, "ffn_norm.weight", K::Vector, false, s::dim},
-    {L::FfnGate, "ffn_gate.weight", K::Matrix, false, s::ffn_in},
-    {L::FfnUp, "ffn_up.weight", K::Matrix, false, s::ffn_in},
-    {L::FfnDown, "ffn_down.weight", K::Matrix, false, s::ffn_out},
-    {L::FfnGateBias, "ffn_gate.bias", K::Vector, true, s::hidden},
-    {L::FfnUpBias, "ffn_up.bias", K::Vector, true, s::hidden},
-    {L::FfnDownBias, "ffn_down.bias", K::Vector, true, s::dim},
+    {L::AttnNorm, "attn_norm.weight", K::Vector, false, s::dim, "model.layers.{}.input_layernorm.weight"},
+    {L::AttnQ, "attn_q.weight", K::Matrix, false, s::q_proj, "model.layers.{}.self_attn.q_proj.weight", T::RopePermuteQ},
+    {L::AttnK, "attn_k.weight", K::Matrix, false, s::kv_proj, "model.layers.{}.self_attn.k_proj.weight", T::RopePermuteK},
+    {L::AttnV, "attn_v.weight", K::Matrix, false, s::kv_proj, "model.layers.{}.self_attn.v_proj.weight"},
+    {L::AttnQBias, "attn_q.bias", K::Vector, true, s::q_dim, "model.layers.{}.self_attn.q_proj.bias", T::RopePermuteQ},
+    {L::AttnKBias, "attn_k.bias", K::Vector, true, s::kv_dim, "model.layers.{}.self_attn.k_proj.bias", T::RopePermuteK},
+    {L::AttnVBias, "attn_v.bias", K::Vector, true, s::kv_dim, "model.layers.{}.self_attn.v_proj.bias"},
+    {L::AttnOut, "attn_output.weight", K::Matrix, false, s::o_proj, "model.layers.{}.self_attn.o_proj.weight"},
+    {L::AttnOutBias, "attn_output.bias", K::Vector, true, s::dim, "model.layers.{}.self_attn.o_proj.bias"},
+    {L::FfnNorm, "ffn_norm.weight", K::Vector, false, s::dim, "model.layers.{}.post_attention_layernorm.weight"},
+    {L::FfnGate, "ffn_gate.weight", K::Matrix, false, s::ffn_in, "model.layers.{}.mlp.gate_proj.weight"},
+    {L::FfnUp, "ffn_up.weight", K::Matrix, false, s::ffn_in, "model.layers.{}.mlp.up_proj.weight"},
+    {L::FfnDown, "ffn_down.weight", K::Matrix, false, s::ffn_out, "model.layers.{}.mlp.down_proj.weight"},
+    {L::FfnGateBias, "ffn_gate.bias", K::Vector, true, s::hidden, "model.layers.{}.mlp.gate_proj.bias"},
+    {L::FfnUpBias, "ffn_up.bias", K::Vector, true, s::hidden, "model.layers.{}.mlp.up_proj.bias"},
+    {L::FfnDownBias, "ffn_down.bias", K::Vector, true, s::dim, "model.layers.{}.mlp.down_proj.bias"},
 };
 
+constexpr std::string_view kHfTypes[] = {"llama", "mistral"};
+
 ModelConfig read(const GgufFile& f) { return read_llama_family_gguf(f, "llama", RopeStyle::Normal); }
+ModelConfig read_hf(const JsonFields& j) { return read_llama_family_hf(j, "llama", RopeStyle::Normal); }
 
 }  // namespace
 
@@ -96,6 +108,73 @@ void write_llama_family_gguf(const ModelConfig& c, GgufWriter& out) {
   }
 }
 
+std::vector<float> llama3_rope_factors(int n_rot, float base, double factor, double low, double high,
+                                       double original_context) {
+  constexpr double kTwoPi = 2.0 * std::numbers::pi;
+  std::vector<float> ff(static_cast<size_t>(n_rot / 2));
+  const double lo_wl = original_context / low, hi_wl = original_context / high;
+  for (size_t i = 0; i < ff.size(); ++i) {
+    const double freq = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / n_rot);
+    const double wavelen = kTwoPi / freq;
+    if (wavelen < hi_wl) {
+      ff[i] = 1.0f;
+    } else if (wavelen > lo_wl) {
+      ff[i] = static_cast<float>(factor);
+    } else {
+      const double smooth = (original_context / wavelen - low) / (high - low);
+      ff[i] = static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth));
+    }
+  }
+  return ff;
+}
+
+void read_hf_rope_scaling(const JsonFields& j, ModelConfig& c) {
+  // transformers < 5 writes rope_theta and rope_scaling; >= 5 one rope_parameters object.
+  std::optional<JsonFields> params = j.object("rope_parameters");
+  c.rope_base = static_cast<float>((params && params->has("rope_theta") ? *params : j)
+                                       .number("rope_theta", 10000.0, 1e-6, 1e12));
+  std::optional<JsonFields> r = params ? params : j.object("rope_scaling");
+  if (!r) return;
+  const std::string type = r->has("rope_type") ? r->string("rope_type", std::nullopt) : r->string("type", "default");
+  if (type == "default") return;
+  if (type == "linear") {
+    c.rope_freq_scale = static_cast<float>(1.0 / r->number("factor", std::nullopt, 1e-3, 1e6));
+  } else if (type == "llama3") {
+    c.rope_factors = llama3_rope_factors(c.rope_dim, c.rope_base, r->number("factor", 8.0, 1e-3, 1e6),
+                                         r->number("low_freq_factor", 1.0, 1e-6, 1e6),
+                                         r->number("high_freq_factor", 4.0, 1e-6, 1e6),
+                                         r->number("original_max_position_embeddings", 8192.0, 1.0, 1e9));
+  } else {
+    fail("{}: RoPE scaling type '{}' is not supported (supported: default, linear, llama3)", j.where(),
+         printable_string(type));
+  }
+}
+
+ModelConfig read_llama_family_hf(const JsonFields& j, std::string_view arch, RopeStyle style) {
+  constexpr int64_t kMax = GgufArchKeys::kMaxDim;
+  ModelConfig c;
+  c.arch = std::string(arch);
+  c.dim = static_cast<int>(j.integer("hidden_size", std::nullopt, 1, kMax));
+  c.embed_dim = c.dim;
+  c.hidden_dim = static_cast<int>(j.integer("intermediate_size", std::nullopt, 1, kMax));
+  c.n_layers = static_cast<int>(j.integer("num_hidden_layers", std::nullopt, 1, kMax));
+  c.n_heads = static_cast<int>(j.integer("num_attention_heads", std::nullopt, 1, kMax));
+  c.n_kv_heads = static_cast<int>(j.integer("num_key_value_heads", c.n_heads, 1, kMax));
+  if (!j.has("head_dim") && c.dim % c.n_heads != 0)
+    fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", j.where(), c.dim, c.n_heads);
+  c.head_dim = static_cast<int>(j.integer("head_dim", c.dim / c.n_heads, 1, kMax));
+  c.context_length = static_cast<int>(j.integer("max_position_embeddings", std::nullopt, 1, 1 << 24));
+  c.norm_eps = static_cast<float>(j.number("rms_norm_eps", 1e-6, 1e-12, 1.0));
+  const std::string act = j.string("hidden_act", "silu");
+  if (act != "silu") fail("{}: hidden_act '{}' is not supported (supported: silu)", j.where(), printable_string(act));
+  c.activation = Activation::SiluGated;
+  c.rope_style = style;
+  c.rope_dim = c.head_dim;
+  read_hf_rope_scaling(j, c);
+  c.tied_head = j.boolean("tie_word_embeddings", false);
+  return c;
+}
+
 void llama_block(const LayerContext& ctx) {
   ForwardScratch& s = ctx.s;
   float* x = ctx.x;
@@ -123,6 +202,8 @@ const Architecture& llama_architecture() {
       .model_tensors = kModelTensors,
       .layer_tensors = kLayerTensors,
       .block = llama_block,
+      .hf_model_types = kHfTypes,
+      .read_hf = read_hf,
   };
   return arch;
 }

@@ -7,6 +7,7 @@ const std::vector<const Architecture*>& architectures() {
       &llama_architecture(),
       &qwen2_architecture(),
       &gptneox_architecture(),
+      &opt_architecture(),
   };
   return all;
 }

@@ -9,5 +9,6 @@ namespace h2o {
 const Architecture& llama_architecture();    // llama.cpp
 const Architecture& qwen2_architecture();    // qwen2.cpp
 const Architecture& gptneox_architecture();  // gptneox.cpp
+const Architecture& opt_architecture();      // opt.cpp
 
 }  // namespace h2o
