@@ -168,7 +168,7 @@ void Model::load_gguf(const std::string& path) {
   c.vocab_size = static_cast<int>(embd->ne[1]);
   validate_config(path, c);
 
-  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(f));
+  tokenizer_ = load_tokenizer_from_gguf(f);
   ModelWeights& w = weights_;
   w.token_embd = gguf_matrix(f, "token_embd.weight", c.vocab_size, c.dim);
   w.layers.resize(static_cast<size_t>(c.n_layers));
@@ -207,7 +207,7 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
   c.rms_eps = 1e-5f;  // run.c hard-codes it
   c.rope_base = 10000.0f;
   validate_config(path, c);
-  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_llama2c(tokenizer_path, c.vocab_size));
+  tokenizer_ = load_tokenizer_from_llama2c(tokenizer_path, c.vocab_size);
 
   const Llama2cWeights& s = l2c_->weights();
   ModelWeights& w = weights_;
