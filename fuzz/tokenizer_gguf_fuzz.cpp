@@ -5,6 +5,7 @@
 // rest of the input is encoded and decoded. Loading must succeed or throw h2o::Error; a
 // byte-level vocabulary must give decode(encode(text)) == text whenever it can represent
 // the text (every byte has a token, no NFC, no stripping tokens, no unknown token used).
+#include <fmt/format.h>
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>

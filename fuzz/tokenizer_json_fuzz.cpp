@@ -2,6 +2,8 @@
 // (and, against a fixed small vocabulary, as tokenizer_config.json and
 // generation_config.json). Every input must load or throw h2o::Error -- never crash or
 // allocate wildly; a loaded tokenizer encodes and decodes a few texts and the input itself.
+#include <fmt/format.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -40,6 +40,18 @@ for f in "$families"/tokenizer-*.jsonl; do
   head -c 4096 "$f" >"$corpus/tokenizer_gguf_fuzz/$(basename "$f")"
   head -c 4096 "$f" >"$corpus/chat_template_fuzz/$(basename "$f")"
 done
+# A small tokenizer.json (the fixtures' are megabytes: slow to mutate under the sanitizers).
+cat >"$corpus/tokenizer_json_fuzz/small.json" <<'JSON'
+{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "\u0120": 4, "\u0120ab": 5}, "merges": ["a b", ["\u0120", "ab"]],
+ "ignore_merges": true, "unk_token": "a"},
+ "normalizer": {"type": "NFC"},
+ "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true},
+   {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}]},
+ "added_tokens": [{"id": 3, "content": "<s>", "special": true, "lstrip": true, "rstrip": true}],
+ "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+   {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [3], "tokens": ["<s>"]}}},
+ "decoder": {"type": "ByteLevel"}}
+JSON
 printf '%s' "{% for m in messages %}<|im_start|>system\\nYou are helpful.<|im_end|>{% endfor %}" \
   >"$corpus/chat_template_fuzz/chatml.jinja"
 

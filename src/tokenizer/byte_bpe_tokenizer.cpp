@@ -78,7 +78,8 @@ ByteBpeTokenizer::ByteBpeTokenizer(Vocabulary vocab)
   merges_.reserve(vocab_.merges.size());
   std::string joined;
   for (size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
-    const auto& [left, right] = vocab_.merges[rank];
+    const std::string& left = vocab_.merges[rank].first;  // not a structured binding: the lambda captures it
+    const std::string& right = vocab_.merges[rank].second;
     const auto find = [&](std::string_view text) {
       const int32_t* id = by_text.find(text);
       if (!id) {
