@@ -26,13 +26,14 @@ int main(int argc, char** argv) {
     h2o::Session session(model, opts);
     h2o::Sampler sampler({/*temperature=*/0.0f});
 
-    std::vector<int32_t> prompt = tok.encode(argv[2], /*add_bos=*/true);
+    std::vector<int32_t> prompt = tok.encode(argv[2]);  // BOS first if the vocabulary adds one
+    if (prompt.empty()) throw h2o::Error("empty prompt");
     auto logits = session.feed(prompt);
-    std::string text = tok.decode(std::span(prompt).subspan(1), prompt[0]);
+    std::string text = tok.decode(prompt);
     int32_t prev = prompt.back();
     for (int i = 0; i < n && session.n_past() < session.context_length(); ++i) {
       const int32_t next = sampler.sample(logits);
-      if (next == tok.eos_id() || next == tok.bos_id()) break;
+      if (tok.is_end_of_generation(next)) break;
       text += tok.decode_piece(prev, next);
       prev = next;
       logits = session.feed(std::span(&next, 1));

@@ -64,8 +64,7 @@ void round_trip(const h2o::GgufFile& g, size_t input_size) {
   for (const auto& t : g.tensors()) w.add_tensor(t.name, t.ne, t.type, {t.data, t.n_bytes});
   const std::vector<uint8_t> bytes = w.to_bytes();
   const h2o::GgufFile again = h2o::GgufFile::parse(bytes, "round trip");
-  if (again.tensors().size() != g.tensors().size() ||
-      again.metadata().size() != g.metadata().size()) {
+  if (again.tensors().size() != g.tensors().size() || again.metadata().size() != g.metadata().size()) {
     __builtin_trap();
   }
 }

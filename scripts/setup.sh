@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libhwy-dev
   clang libclang-rt-14-dev gnuplot-nox jq
+  libutf8proc-dev unicode-data
 )
 
 missing=()

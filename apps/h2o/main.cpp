@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   h2o::cli::register_batch(app);
   h2o::cli::register_serve(app);
   h2o::cli::register_convert(app);
+  h2o::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -334,9 +334,11 @@ AnalysisReport analyze_attention(std::shared_ptr<const Model> model, std::span<c
                                  const AnalyzeOptions& opts) {
   const ModelConfig& c = model->config();
   if (text_tokens.empty()) fail("analyze: the text has no tokens");
-  // BOS + as much of the text as fits in the trained context.
-  std::vector<int32_t> tokens{model->tokenizer().bos_id()};
-  const size_t n_text = std::min(text_tokens.size(), static_cast<size_t>(std::max(c.context_length - 1, 0)));
+  // BOS (if the vocabulary adds one) + as much of the text as fits in the trained context.
+  std::vector<int32_t> tokens;
+  if (model->tokenizer().add_bos()) tokens.push_back(*model->tokenizer().bos_id());
+  const size_t n_text =
+      std::min(text_tokens.size(), static_cast<size_t>(std::max(c.context_length - static_cast<int>(tokens.size()), 0)));
   tokens.insert(tokens.end(), text_tokens.begin(), text_tokens.begin() + static_cast<long>(n_text));
   const int N = static_cast<int>(tokens.size());
   const int k = opts.top_k > 0 ? opts.top_k : std::max(1, static_cast<int>(std::lround(0.1 * N)));

@@ -77,6 +77,10 @@ ScoredRequest build_request(const Tokenizer& tok, const std::string& context, co
   const std::vector<int32_t> whole = tok.encode(ctx + cont, false);
   const size_t n_ctx = ctx.empty() ? 0 : tok.encode(ctx, false).size();
   if (whole.empty()) fail("continuation \"{}\" has no tokens", continuation);
+  // The sequence starts with the BOS the vocabulary adds. Without one, a continuation with no
+  // context gets EOS as its context (lm-eval's prefix token); otherwise the first token,
+  // which nothing predicts, is never scored.
+  const std::optional<int32_t> prefix = tok.add_bos() ? tok.bos_id() : ctx.empty() ? tok.eos_id() : std::nullopt;
   // A merge across the boundary can make the context's own encoding as long as the
   // whole; lm-eval would then score nothing. Score at least the last token.
   ScoredRequest r;
@@ -85,11 +89,12 @@ ScoredRequest build_request(const Tokenizer& tok, const std::string& context, co
   // Longer than the context: drop the oldest context tokens (lm-eval keeps the last
   // max_length tokens); BOS stays first. A continuation longer than the context itself
   // loses its first tokens too, where lm-eval would stop.
-  const size_t keep_whole = std::min(whole.size(), max_tokens - 1);
+  const size_t keep_whole = std::min(whole.size(), max_tokens - (prefix ? 1 : 0));
   r.truncated = keep_whole < whole.size();
-  r.n_cont = std::min(r.n_cont, keep_whole);
+  r.n_cont = std::min(r.n_cont, prefix ? keep_whole : keep_whole - 1);
+  if (r.n_cont == 0) fail("continuation \"{}\" has no token that can be scored", continuation);
   r.tokens.reserve(keep_whole + 1);
-  r.tokens.push_back(tok.bos_id());
+  if (prefix) r.tokens.push_back(*prefix);
   r.tokens.insert(r.tokens.end(), whole.end() - static_cast<long>(keep_whole), whole.end());
   return r;
 }

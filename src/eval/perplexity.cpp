@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "common/check.h"
 
@@ -24,16 +25,22 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
   if (text_tokens.empty()) fail("perplexity: the text has no tokens");
   const size_t per_window = static_cast<size_t>(ctx - 1);
   const size_t V = static_cast<size_t>(model->config().vocab_size);
-  const int32_t bos = model->tokenizer().bos_id();
+  // Each window starts with one token that is not scored: BOS when the vocabulary adds one;
+  // otherwise the text token just before the window, so the text's first token, which
+  // nothing predicts, is the only one never scored.
+  const Tokenizer& tok = model->tokenizer();
+  const std::optional<int32_t> bos = tok.add_bos() ? tok.bos_id() : std::nullopt;
+  const size_t first = bos ? 0 : 1;
+  if (text_tokens.size() <= first) fail("perplexity: the text has one token and no BOS precedes it: nothing to score");
 
   PerplexityResult res;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> window;
   std::vector<float> logits;
   double total = 0.0;
-  for (size_t start = 0; start < text_tokens.size(); start += per_window) {
+  for (size_t start = first; start < text_tokens.size(); start += per_window) {
     const size_t n = std::min(per_window, text_tokens.size() - start);
-    window.assign(1, bos);
+    window.assign(1, bos ? *bos : text_tokens[start - 1]);
     window.insert(window.end(), text_tokens.begin() + static_cast<long>(start),
                   text_tokens.begin() + static_cast<long>(start + n));
     // Percentage budgets are of the window length, the same for every window (a short
@@ -52,7 +59,7 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
     res.kv_bytes_peak = std::max(res.kv_bytes_peak, session.kv_bytes_peak());
     ++res.n_windows;
     res.n_tokens += n;
-    if (opts.progress) opts.progress(res.n_tokens, text_tokens.size());
+    if (opts.progress) opts.progress(res.n_tokens, text_tokens.size() - first);
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.mean_nll = total / static_cast<double>(res.n_tokens);

@@ -1,6 +1,7 @@
 // Perplexity under a KV budget: the text's tokens are scored in consecutive windows of
-// `ctx` tokens, each starting from an empty cache with BOS; every token after BOS is
-// predicted from the logits of the token before it.
+// `ctx` tokens, each starting from an empty cache with BOS (or, for vocabularies that add
+// none, the token before the window); every later token is predicted from the logits of
+// the token before it.
 #pragma once
 
 #include <cstdint>

@@ -184,7 +184,7 @@ void Model::load_gguf(const std::string& path) {
   c.vocab_size = static_cast<int>(embd->ne[1]);
   validate_config(path, c);
 
-  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(f));
+  tokenizer_ = load_tokenizer_from_gguf(f);
   ModelWeights& w = weights_;
   w.layers.resize(static_cast<size_t>(c.n_layers));
   std::set<std::string> used;
@@ -238,7 +238,7 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
   c.norm_eps = 1e-5f;  // run.c hard-codes it
   c.rope_base = 10000.0f;
   validate_config(path, c);
-  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_llama2c(tokenizer_path, c.vocab_size));
+  tokenizer_ = load_tokenizer_from_llama2c(tokenizer_path, c.vocab_size);
 
   // llama2.c's fixed layout, mapped to the llama architecture's roles.
   const Llama2cWeights& s = l2c_->weights();
@@ -270,6 +270,9 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
 // architecture asks (model/hf_transform.h), tokenizer.json.
 void Model::load_hf(const std::string& dir) {
   const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config_path, ec))
+    fail("{}: a directory, but not a Hugging Face model directory (no config.json)", dir);
   const nlohmann::json config = read_json_file(config_path);
   const JsonFields j(config, config_path);
   const std::string model_type = j.string("model_type", std::nullopt);

@@ -210,8 +210,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
       continue;
     }
     const int32_t next = s.sampler.sample(std::span<const float>(segments[i].logits, V));
-    // As in generate(): llama2.c models separate stories with BOS; either ends the text.
-    if (!s.req.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
+    if (!s.req.ignore_eos && tok.is_end_of_generation(next)) {
       s.done = true;
       events.push_back(event(s, -1, true, "eos"));
       continue;

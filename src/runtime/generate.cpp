@@ -18,7 +18,8 @@ GenerateResult generate(const std::shared_ptr<const Model>& model, const Generat
   const Tokenizer& tok = model->tokenizer();
   const int ctx = model->config().context_length;
   GenerateResult res;
-  res.prompt_tokens = tok.encode(opts.prompt, true);
+  res.prompt_tokens = tok.encode(opts.prompt);  // with the BOS the vocabulary adds, if any
+  if (res.prompt_tokens.empty()) fail("the prompt is empty and the vocabulary adds no BOS token: nothing to start from");
   const int n_prompt = static_cast<int>(res.prompt_tokens.size());
   if (n_prompt > ctx) fail("prompt is {} tokens, longer than the model's context length {}", n_prompt, ctx);
 
@@ -28,7 +29,7 @@ GenerateResult generate(const std::shared_ptr<const Model>& model, const Generat
   res.kv = session.kv();
   Sampler sampler(opts.sampling);
 
-  res.prompt_text = tok.decode(std::span(res.prompt_tokens).subspan(1), res.prompt_tokens.front());
+  res.prompt_text = tok.decode(res.prompt_tokens);
   if (on_text) on_text(res.prompt_text);
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -40,8 +41,7 @@ GenerateResult generate(const std::shared_ptr<const Model>& model, const Generat
   res.stop_reason = "length";
   for (int i = 0; i < opts.n_predict; ++i) {
     const int32_t next = sampler.sample(logits);
-    // llama2.c models separate stories with BOS; either marks the end of the text.
-    if (!opts.ignore_eos && (next == tok.eos_id() || next == tok.bos_id())) {
+    if (!opts.ignore_eos && tok.is_end_of_generation(next)) {
       res.stop_reason = "eos";
       break;
     }

@@ -371,7 +371,7 @@ void HttpServer::Impl::handle_completion(const Request& req, Response& res, bool
     const CompletionRequest cr = parse_completion_request(req.body, chat, opts.limits);
     const std::string prompt = chat ? render_chat(opts.chat_format, cr.messages) : cr.prompt;
     SequenceRequest sr;
-    sr.prompt = tok.encode(prompt, true);
+    sr.prompt = tok.encode(prompt, EncodeOptions{.parse_special = chat});  // templates spell special tokens
     const int n_prompt = static_cast<int>(sr.prompt.size());
     if (n_prompt > max_prompt_tokens)
       throw ApiError(

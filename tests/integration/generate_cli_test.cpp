@@ -89,7 +89,7 @@ TEST(GenerateCli, BadInputGivesOneLineErrorAndNonZeroExit) {
   const std::string m = model_path("stories260K-f32.gguf");
   const std::vector<BadArgs> cases = {
       {{"generate", "-m", "/nonexistent/model.gguf", "-p", "x"}, "/nonexistent/model.gguf"},
-      {{"generate", "-m", shared_path("models"), "-p", "x"}, "directory"},
+      {{"generate", "-m", shared_path("models"), "-p", "x"}, "not a Hugging Face model directory"},
       {{"generate", "-m", model_path("stories260K.bin"), "-p", "x"}, "--tokenizer"},
       {{"generate", "-m", m, "-n", "-5"}, "-n"},
       {{"generate", "-m", m, "-n", "abc"}, "-n"},

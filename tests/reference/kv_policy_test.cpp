@@ -52,14 +52,16 @@ struct GridCase {
 bool is_family(const GridCase& c) { return c.model != "stories260K"; }
 
 // The grid's model, its naive reference and its tokens: stories260K on real text, or a
-// model-family fixture on the first kFamilyTokens ids of its `long` reference prompt.
+// model-family fixture (a GGUF file, or OPT's Hugging Face directory) on the first
+// kFamilyTokens ids of its `long` reference prompt.
 constexpr int kFamilyTokens = 100;
 constexpr int kFamilyPromptTokens = 50;
+std::string family_file(const GridCase& c) { return c.model == "opt-tiny" ? c.model : c.model + ".gguf"; }
 std::shared_ptr<const Model> grid_model(const GridCase& c) {
-  return is_family(c) ? test::load_model_cached(test::family_path(c.model + ".gguf")) : test::stories_bin();
+  return is_family(c) ? test::load_model_cached(test::family_path(family_file(c))) : test::stories_bin();
 }
 const ref::NaiveModel& grid_naive(const GridCase& c) {
-  return test::naive_model(is_family(c) ? "families/" + c.model + ".gguf" : "stories260K.bin");
+  return test::naive_model(is_family(c) ? "families/" + family_file(c) : "stories260K.bin");
 }
 const std::vector<int32_t>& grid_tokens(const GridCase& c) {
   static std::map<std::string, std::vector<int32_t>> cache;
@@ -272,10 +274,10 @@ std::vector<GridCase> grid() {
     }
   }
   // Every policy on every other architecture (Llama 3 RoPE factors, qwen2 biases and
-  // NEOX RoPE, gptneox's partial rotary and parallel residual), with a budget that evicts
+  // NEOX RoPE, gptneox's partial rotary and parallel residual, OPT's learned positions), with a budget that evicts
   // from the 25th token, one token per step; the score-driven policies also with the
   // prompt in one step. (Their vocabularies are large, so the naive head is the cost.)
-  for (const char* m : {"llama3-tiny", "qwen2-tiny", "neox-tiny"}) {
+  for (const char* m : {"llama3-tiny", "qwen2-tiny", "neox-tiny", "opt-tiny"}) {
     cases.push_back({"full", 0, 0, 0, 0, 1, m});
     cases.push_back({"window", 24, 0, 0, 0, 1, m});
     cases.push_back({"sink", 24, 0, 4, 0, 1, m});

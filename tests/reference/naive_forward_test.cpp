@@ -163,14 +163,15 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 // The model-family fixtures (../shared/models/families/): the naive references of llama
-// (Llama 3 RoPE factors), qwen2 and gptneox against the fixtures' reference logits (which
+// (Llama 3 RoPE factors), qwen2, gptneox and OPT (its HF directory) against the fixtures' reference logits (which
 // checks the naive code itself), then the engine against the naive reference over 200
 // tokens of the `long` prompt, whole and in chunks of 7.
 class NaiveFamilies : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NaiveFamilies, ReferenceMatchesFixturesAndEngineMatchesReference) {
   const std::string name = GetParam();
-  const ref::NaiveModel& naive = test::naive_model("families/" + name + ".gguf");
+  const std::string file = name == "opt-tiny" ? name : name + ".gguf";  // OPT: HF directory only
+  const ref::NaiveModel& naive = test::naive_model("families/" + file);
   // The naive reference against the fixtures' last-position logits of the `short` prompt
   // (NeoX: the float64 oracle's exact-GELU file), within the fixtures' F32 tolerance.
   const test::FamilyRef short_ref = test::load_family_ref(name, "short");
@@ -187,7 +188,7 @@ TEST_P(NaiveFamilies, ReferenceMatchesFixturesAndEngineMatchesReference) {
   std::vector<int32_t> tokens = test::load_family_ref(name, "long").prompt_ids;
   tokens.resize(200);
   const std::vector<Vec> expected = naive.logits_causal(tokens);
-  auto model = test::load_model_cached(test::family_path(name + ".gguf"));
+  auto model = test::load_model_cached(test::family_path(file));
   const size_t V = static_cast<size_t>(model->config().vocab_size);
   for (int chunk : {0, 7}) {
     SessionOptions opts;
@@ -200,7 +201,7 @@ TEST_P(NaiveFamilies, ReferenceMatchesFixturesAndEngineMatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Gguf, NaiveFamilies, ::testing::Values("llama3-tiny", "qwen2-tiny", "neox-tiny"),
+INSTANTIATE_TEST_SUITE_P(Families, NaiveFamilies, ::testing::Values("llama3-tiny", "qwen2-tiny", "neox-tiny", "opt-tiny"),
                          [](const auto& info) {
                            std::string s = info.param;
                            std::replace(s.begin(), s.end(), '-', '_');

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "reference/naive_llama.h"
 #include "reference/naive_neox.h"
+#include "reference/naive_opt.h"
 #include "runtime/session.h"
 #include "test_paths.h"
 
@@ -33,13 +34,16 @@ inline std::shared_ptr<const Model> load_model_cached(const std::string& path, c
 inline std::shared_ptr<const Model> stories_bin() {
   return load_model_cached(model_path("stories260K.bin"), model_path("tok512.bin"));
 }
-// The naive reference of a model under ../shared/models/ (by architecture: GPT-NeoX files
-// are read by NaiveNeox, llama2.c and GGUF llama/qwen2 files by NaiveLlama).
+// The naive reference of a model under ../shared/models/ (by architecture: OPT directories
+// are read by NaiveOpt, GPT-NeoX files by NaiveNeox, llama2.c and GGUF llama/qwen2 files
+// by NaiveLlama).
 inline const ref::NaiveModel& naive_model(const std::string& name) {
   static std::map<std::string, std::unique_ptr<ref::NaiveModel>> cache;
   auto& slot = cache[name];
   if (!slot) {
-    if (name.find("neox") != std::string::npos) {
+    if (name.find("opt") != std::string::npos) {
+      slot = std::make_unique<ref::NaiveOpt>(model_path(name));  // a Hugging Face directory
+    } else if (name.find("neox") != std::string::npos) {
       slot = std::make_unique<ref::NaiveNeox>(model_path(name));
     } else {
       slot = std::make_unique<ref::NaiveLlama>(model_path(name));

@@ -225,7 +225,7 @@ TEST(BatchEngine, SequenceAtTheContextEndStopsWithContext) {
   BatchEngine engine(stories(), BatchOptions{});
   SequenceRequest r;
   r.prompt.assign(static_cast<size_t>(ctx - 3), 100);
-  r.prompt[0] = stories()->tokenizer().bos_id();
+  r.prompt[0] = *stories()->tokenizer().bos_id();
   r.max_tokens = 50;
   r.ignore_eos = true;
   r.sampling.temperature = 0.0f;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fixtures/family_refs.h"
@@ -83,6 +84,42 @@ INSTANTIATE_TEST_SUITE_P(Gguf, FamilyLogits,
                                          FamilyCase{"neox-tiny", "neox-tiny.gguf", "last_logits.exact.npy", 1e-3},
                                          FamilyCase{"neox-tiny", "neox-tiny.gguf", "last_logits.npy", 1e-2}),
                          case_name);
+
+// The Hugging Face directories: llama-tiny/ and neox-tiny/ hold the same weights as the GGUF
+// files above (so the same references); OPT exists only in this form (float64 oracle).
+INSTANTIATE_TEST_SUITE_P(HuggingFace, FamilyLogits,
+                         testing::Values(FamilyCase{"llama3-tiny", "llama-tiny", "last_logits.npy", 1e-3},
+                                         FamilyCase{"neox-tiny", "neox-tiny", "last_logits.exact.npy", 1e-3},
+                                         FamilyCase{"opt-tiny", "opt-tiny", "last_logits.npy", 1e-3}),
+                         case_name);
+
+// The HF directory and the GGUF file of the same weights give the same logits at every
+// position of the long prompt and the same greedy text.
+TEST(FamilyForms, HuggingFaceAndGgufGiveTheSameLogits) {
+  for (const auto& [dir, gguf, ref] : {std::tuple{"llama-tiny", "llama3-tiny.gguf", "llama3-tiny"},
+                                       std::tuple{"neox-tiny", "neox-tiny.gguf", "neox-tiny"}}) {
+    SCOPED_TRACE(dir);
+    const auto hf = Model::load({test::family_path(dir), ""});
+    const auto gg = Model::load({test::family_path(gguf), ""});
+    const std::vector<int32_t> ids = test::load_family_ref(ref, "long").prompt_ids;
+    std::vector<float> a, b;
+    Session sa(hf, SessionOptions{}), sb(gg, SessionOptions{});
+    sa.feed(ids, &a);
+    sb.feed(ids, &b);
+    ASSERT_EQ(a.size(), b.size());
+    double worst = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+    EXPECT_LE(worst, 1e-4);
+    const size_t V = static_cast<size_t>(hf->config().vocab_size);
+    std::span<const float> la = std::span(a).subspan(a.size() - V), lb = std::span(b).subspan(b.size() - V);
+    for (int i = 0; i < 16; ++i) {
+      const int32_t na = argmax(la), nb = argmax(lb);
+      ASSERT_EQ(na, nb) << "greedy step " << i;
+      la = sa.feed(std::span(&na, 1));
+      lb = sb.feed(std::span(&nb, 1));
+    }
+  }
+}
 
 }  // namespace
 }  // namespace h2o
