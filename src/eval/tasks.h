@@ -83,8 +83,10 @@ std::string fewshot_prefix(const McTask& task, size_t item, int k, uint64_t seed
 // One scored request as lm-eval builds it: trailing spaces of the context move to the
 // continuation, whole = encode(context + continuation), and the continuation's tokens are
 // whole[len(encode(context)):] (at least one). tokens = BOS + whole (BOS if the vocabulary
-// adds one; else EOS before a context-free continuation), cut from the left to max_tokens; the last n_cont tokens are scored. A continuation
-// that alone does not fit (lm-eval asserts) is scored on its last max_tokens - 1 tokens.
+// adds one; else EOS before a context-free continuation, nothing before others), cut from
+// the left to max_tokens if longer; the last n_cont tokens are scored (never the first
+// token). A continuation that alone does not fit (lm-eval asserts) is scored on its last
+// max_tokens - 1 tokens.
 struct ScoredRequest {
   std::vector<int32_t> tokens;
   size_t n_cont = 0;
