@@ -25,6 +25,41 @@ void exercise_value(const std::string& key, const h2o::GgufValue& v) {
     (void)v.as_float(key);
   } catch (const h2o::Error&) {
   }
+  // Array items through the accessors the tokenizer uses (compact storage, typed views).
+  if (v.type != h2o::GgufValueType::ARRAY) return;
+  const h2o::GgufArray& a = v.as_array(key);
+  if (!a.items.empty() && a.items.type() != a.elem_type) __builtin_trap();
+  for (size_t i = 0; i < a.items.size() && i < 64; ++i) {
+    const h2o::GgufItem item = a.items[i];
+    try {
+      if (item.type() == h2o::GgufValueType::STRING) (void)item.as_string(key);
+      if (item.is_integer()) (void)item.as_int(key);
+      if (item.type() == h2o::GgufValueType::ARRAY) exercise_value(key, item.value());
+      (void)item.as_float(key);
+    } catch (const h2o::Error&) {
+    }
+  }
+}
+
+// The typed accessors the model loader uses, on every key.
+void exercise_accessors(const h2o::GgufFile& g) {
+  for (const auto& key : g.key_order()) {
+    try {
+      (void)g.get_int(key);
+    } catch (const h2o::Error&) {
+    }
+    try {
+      (void)g.get_float(key);
+    } catch (const h2o::Error&) {
+    }
+    try {
+      (void)g.get_string(key);
+    } catch (const h2o::Error&) {
+    }
+  }
+  for (const auto& t : g.tensors()) {
+    if (g.find_tensor(t.name) != &t) __builtin_trap();
+  }
 }
 
 // The sizes the reader reports must be the true ones (a wrapped size would pass bounds
@@ -79,6 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;  // rejected cleanly: the expected outcome for most inputs
   }
   for (const auto& key : g.key_order()) exercise_value(key, *g.find(key));
+  exercise_accessors(g);
   for (const auto& t : g.tensors()) exercise_tensor(t);
   round_trip(g, size);
   return 0;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev
-  libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libhwy-dev
+  libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libboost-dev libhwy-dev
   clang libclang-rt-14-dev gnuplot-nox jq
   libutf8proc-dev unicode-data
 )

@@ -1,5 +1,7 @@
 #include "cli_options.h"
 
+#include <charconv>
+#include <limits>
 #include <thread>
 
 #include "common/check.h"
@@ -20,12 +22,15 @@ void KvFlags::add(CLI::App& cmd) {
   cmd.add_option("--kv-recent", recent, "Recent slots kept by h2o/random: N or P% (default: half the budget)");
   cmd.add_option("--kv-sinks", sinks, "Attention-sink slots kept by the sink policy")->capture_default_str();
   cmd.add_option("--prefill-chunk", prefill_chunk, "Prompt tokens per forward step (default: the whole prompt)");
-  cmd.add_option("--kv-seed", seed, "Seed of the random policy")->capture_default_str();
+  cmd.add_option("--kv-seed", seed, "Seed of the random policy")->check(unsigned_integer())->capture_default_str();
 }
 
 KvSettings KvFlags::settings() const {
   KvSettings s;
   s.policy = policy;
+  // As the server answers a request with kv_budget under policy full: a budget that would
+  // be silently ignored (and reported) is refused.
+  if (!budget.empty() && policy == "full") fail("--kv-budget: not used by policy full (set --kv-policy too)");
   if (!budget.empty()) s.budget = BudgetSpec::parse(budget, "--kv-budget");
   if (!recent.empty()) s.recent = BudgetSpec::parse(recent, "--kv-recent");
   s.sinks = sinks;
@@ -40,13 +45,30 @@ void SamplingFlags::add(CLI::App& cmd, const std::string& seed_help) {
   cmd.add_option("--temp", temp, "Sampling temperature (0 = greedy)")->capture_default_str();
   cmd.add_option("--top-k", top_k, "Top-k filtering (0 = off)")->capture_default_str();
   cmd.add_option("--top-p", top_p, "Top-p (nucleus) filtering (1 = off)")->capture_default_str();
-  cmd.add_option("-s,--seed", seed, seed_help)->capture_default_str();
+  cmd.add_option("-s,--seed", seed, seed_help)->check(unsigned_integer())->capture_default_str();
 }
 
 SamplerParams SamplingFlags::params() const {
   const SamplerParams p{temp, top_k, top_p, seed};
   p.validate();
   return p;
+}
+
+CLI::Validator unsigned_integer(uint64_t max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        // CLI11 converts with strtoull, which wraps "-1" and saturates 2^64 without a word,
+        // and falls back to floating point for "1e23": only plain decimal digits pass here.
+        uint64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (text.empty() || ptr != end || text[0] == '-' || text[0] == '+')
+          return "expected a non-negative integer, got '" + text + "'";
+        if (ec == std::errc::result_out_of_range || v > max)
+          return "'" + text + "' is out of range (at most " + std::to_string(max) + ")";
+        return {};
+      },
+      "UINT", "unsigned integer");
 }
 
 int default_threads() {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -42,6 +44,10 @@ struct SamplingFlags {
   // Validated parameters; throws h2o::Error naming the bad flag.
   SamplerParams params() const;
 };
+
+// Validator for unsigned flags (seeds, sizes, limits): decimal digits only, at most `max`.
+// Without it CLI11 accepts "-1", "18446744073709551616" and "1e23", wrapped or saturated.
+CLI::Validator unsigned_integer(uint64_t max = std::numeric_limits<uint64_t>::max());
 
 // Default thread count: the machine's hardware threads (at least 1).
 int default_threads();

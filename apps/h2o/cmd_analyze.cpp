@@ -26,7 +26,7 @@ struct AnalyzeFlags {
 };
 
 void run_analyze(const AnalyzeFlags& f) {
-  const std::string text = read_text_file(f.file);
+  const std::string text = read_text_file(f.file, "text file");
   auto model = f.model.load();
   std::vector<int32_t> tokens = model->tokenizer().encode(text, false);
   if (tokens.size() > static_cast<size_t>(f.tokens)) tokens.resize(static_cast<size_t>(f.tokens));

@@ -2,27 +2,23 @@
 // generates for every prompt of a file, N sequences at a time through the continuous
 // batching engine, and writes one JSON line per prompt in input order. PROMPTS is one
 // prompt per line (blank lines skipped), or JSONL (`--jsonl` or a .jsonl name) with
-// per-prompt settings:
-//   {"prompt": "...", "id": any, "n_predict"|"max_tokens": N, "temperature"|"temp": T,
-//    "top_k": K, "top_p": P, "seed": S, "ignore_eos": bool, "kv_policy": "h2o",
-//    "kv_budget": 64 | "20%", "kv_recent": ..., "kv_sinks": N, "prefill_chunk": N}
-// A prompt that fails (bad settings, longer than the context) gets an "error" line; the
-// others complete, and the command exits 1 after writing everything.
+// per-prompt settings (runtime/batch_input.h). A prompt that fails (bad settings, longer
+// than the context) gets an "error" line; the others complete, and the command exits 1
+// after writing everything.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "cli_options.h"
 #include "commands.h"
 #include "common/check.h"
 #include "progress.h"
 #include "runtime/batch_engine.h"
+#include "runtime/batch_input.h"
 
 namespace h2o::cli {
 namespace {
@@ -43,79 +39,9 @@ struct BatchFlags {
   bool ignore_eos = false;
 };
 
-// One input line: the prompt and its settings, or why it cannot run.
-struct PromptSpec {
-  std::string prompt;
-  nlohmann::json id;  // echoed back (null when absent)
-  int n_predict = 0;
-  bool ignore_eos = false;
-  SamplerParams sampling;
-  KvSettings kv;
-  std::string error;
-};
-
-template <typename T>
-T field(const nlohmann::json& j, const char* name, T fallback) {
-  if (!j.contains(name)) return fallback;
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail("field '{}' has the wrong type ({})", name, j.at(name).type_name());
-  }
-}
-
-std::optional<BudgetSpec> budget_field(const nlohmann::json& j, const char* name, std::optional<BudgetSpec> fallback) {
-  if (!j.contains(name)) return fallback;
-  const nlohmann::json& v = j.at(name);
-  if (v.is_number_integer()) return BudgetSpec::parse(std::to_string(v.get<int64_t>()), name);
-  if (v.is_string()) return BudgetSpec::parse(v.get<std::string>(), name);
-  fail("field '{}' must be an integer or a string like \"20%\"", name);
-}
-
-PromptSpec parse_json_line(const std::string& line, const PromptSpec& defaults) {
-  PromptSpec p = defaults;
-  try {
-    const nlohmann::json j = nlohmann::json::parse(line);
-    if (!j.is_object()) fail("expected a JSON object");
-    if (!j.contains("prompt") || !j.at("prompt").is_string()) fail("missing string field 'prompt'");
-    p.prompt = j.at("prompt").get<std::string>();
-    if (j.contains("id")) p.id = j.at("id");
-    p.n_predict = field(j, "max_tokens", field(j, "n_predict", p.n_predict));
-    p.ignore_eos = field(j, "ignore_eos", p.ignore_eos);
-    p.sampling.temperature = field(j, "temperature", field(j, "temp", p.sampling.temperature));
-    p.sampling.top_k = field(j, "top_k", p.sampling.top_k);
-    p.sampling.top_p = field(j, "top_p", p.sampling.top_p);
-    p.sampling.seed = field(j, "seed", p.sampling.seed);
-    p.kv.policy = field(j, "kv_policy", p.kv.policy);
-    p.kv.budget = budget_field(j, "kv_budget", p.kv.budget);
-    p.kv.recent = budget_field(j, "kv_recent", p.kv.recent);
-    p.kv.sinks = field(j, "kv_sinks", p.kv.sinks);
-    p.kv.prefill_chunk = field(j, "prefill_chunk", p.kv.prefill_chunk);
-  } catch (const nlohmann::json::parse_error& e) {
-    p.error = fmt::format("invalid JSON: {}", e.what());
-  } catch (const Error& e) {
-    p.error = e.what();
-  }
-  return p;
-}
-
 std::vector<PromptSpec> read_prompts(const BatchFlags& f, const PromptSpec& defaults) {
-  const std::string text = read_text_file(f.file);
   const bool jsonl = f.jsonl || (f.file.size() > 6 && f.file.ends_with(".jsonl"));
-  std::vector<PromptSpec> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (jsonl) {
-      out.push_back(parse_json_line(line, defaults));
-    } else {
-      PromptSpec p = defaults;
-      p.prompt = line;
-      out.push_back(std::move(p));
-    }
-  }
+  std::vector<PromptSpec> out = parse_prompt_file(read_text_file(f.file, "prompt file"), jsonl, defaults);
   if (out.empty()) fail("{}: no prompts (one per line{})", f.file, jsonl ? ", as JSON objects" : "");
   return out;
 }
@@ -241,12 +167,12 @@ void run_batch(const BatchFlags& f) {
   }
   bar.finish();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::fprintf(
-      stderr, "%s\n",
-      fmt::format("batch: {} prompts ({} failed), {} at a time, generated {} tok in {:.2f} s ({:.1f} tok/s), "
-                  "KV peak {} bytes over the live sequences",
-                  prompts.size(), failed, f.parallel, generated, secs, secs > 0 ? generated / secs : 0.0, kv_peak)
-          .c_str());
+  std::fprintf(stderr, "%s\n",
+               fmt::format("batch: {} prompts ({} failed), {} at a time, generated {} tok in {:.2f} s ({:.1f} tok/s), "
+                           "KV peak {} bytes over the live sequences",
+                           prompts.size(), failed, f.parallel, generated, secs,
+                           secs > 0 ? static_cast<double>(generated) / secs : 0.0, kv_peak)
+                   .c_str());
   if (failed > 0) fail("{} of {} prompts failed (see their \"error\" lines)", failed, prompts.size());
 }
 

@@ -223,7 +223,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--warmup", f->warmup, "Unmeasured repetitions first")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
-  cmd->add_option("-s,--seed", f->seed, "Seed of the prompt's token ids")->capture_default_str();
+  cmd->add_option("-s,--seed", f->seed, "Seed of the prompt's token ids")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   add_threads_flag(*cmd, f->threads);
   f->kv.add(*cmd);
   cmd->add_flag("--bandwidth", f->bandwidth, "Also run a STREAM-like memory-bandwidth probe (alone without -m)");

@@ -202,8 +202,12 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--num-fewshot", f->num_fewshot, "Examples before each item (drawn from the task's other items)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
-  cmd->add_option("--fewshot-seed", f->fewshot_seed, "Seed of the few-shot draw")->capture_default_str();
-  cmd->add_option("--limit", f->limit, "Evaluate only the first N items (0 = all)")->capture_default_str();
+  cmd->add_option("--fewshot-seed", f->fewshot_seed, "Seed of the few-shot draw")
+      ->check(unsigned_integer())
+      ->capture_default_str();
+  cmd->add_option("--limit", f->limit, "Evaluate only the first N items (0 = all)")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "Per-item results as JSON lines");
   cmd->add_flag("--json", f->json, "Print the summary as one JSON object");
   add_threads_flag(*cmd, f->threads);
@@ -215,7 +219,9 @@ void register_eval(CLI::App& app) {
           "Prompt tokens per forward step (default 1: the budget applies inside the prompt, as in the "
           "paper; 0 = the whole prompt at once)")
       ->capture_default_str();
-  cmd->add_option("--seed", f->seed, "xsum: sampling seed (request i uses seed + i)")->capture_default_str();
+  cmd->add_option("--seed", f->seed, "xsum: sampling seed (request i uses seed + i)")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   cmd->add_option("--temp", f->temp, "xsum: sampling temperature instead of the requests' 0.3 (0 = greedy)")
       ->check(CLI::Range(0.0, 100.0));
   cmd->add_flag("--no-stem", f->no_stem, "xsum: ROUGE without Porter stemming");

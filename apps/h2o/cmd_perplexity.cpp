@@ -29,7 +29,7 @@ void run_perplexity(const PerplexityFlags& f) {
   opts.session.kv = f.kv.settings();
   opts.session.threads = f.threads;
   opts.ctx = f.ctx;
-  const std::string text = read_text_file(f.file);
+  const std::string text = read_text_file(f.file, "text file");
   auto model = f.model.load();
   std::vector<int32_t> tokens = model->tokenizer().encode(text, false);
   if (f.max_tokens > 0 && tokens.size() > static_cast<size_t>(f.max_tokens)) tokens.resize(static_cast<size_t>(f.max_tokens));

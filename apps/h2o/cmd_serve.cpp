@@ -22,6 +22,7 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "common/check.h"
+#include "common/printable.h"
 #include "serve/http_server.h"
 
 namespace h2o::cli {
@@ -36,14 +37,11 @@ struct ServeFlags {
   int parallel = 16;
   int queue = 64;
   int max_step_tokens = 512;
-  size_t max_body = 1 << 20;
   int max_prompt_tokens = 0;
   int max_tokens_limit = 0;
   std::string api_key;
   double shutdown_grace = 10.0;
-  int read_timeout = 10;
-  int write_timeout = 10;
-  int http_threads = 0;
+  serve::ServerOptions http;  // the HTTP limits, flags bound directly
   std::string alias;
   std::string chat_template = "auto";
 };
@@ -91,8 +89,8 @@ void run_serve(const ServeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto model = f.model.load();
-  serve::ServerOptions o;
+  // The limits are checked before the model loads: a bad flag fails at once.
+  serve::ServerOptions o = f.http;  // the HTTP limits are bound to their flags directly
   o.host = f.host;
   o.port = f.port;
   o.api_key = f.api_key;
@@ -100,24 +98,28 @@ void run_serve(const ServeFlags& f) {
   o.scheduler.batch.max_sequences = f.parallel;
   o.scheduler.batch.max_step_tokens = f.max_step_tokens;
   o.scheduler.max_queue = f.queue;
+  o.max_prompt_tokens = f.max_prompt_tokens;
   o.kv = f.kv.settings();
+  try {
+    serve::validate_server_options(o);
+    serve::ensure_file_descriptors(serve::needed_file_descriptors(o), o.max_connections);
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());  // a flag error: exit status 2, as for out-of-range values
+  }
+
+  auto model = f.model.load();
   (void)resolve_kv(o.kv, model->config().context_length);  // bad flag values fail now, not per request
   o.limits.model_id = f.alias.empty() ? std::filesystem::path(f.model.model).stem().string() : f.alias;
   o.limits.max_tokens_limit = f.max_tokens_limit > 0 ? f.max_tokens_limit : model->config().context_length;
   o.chat_format = pick_chat_format(f.chat_template, f.model.model);
-  o.max_body_bytes = f.max_body;
-  o.max_prompt_tokens = f.max_prompt_tokens;
-  o.http_threads = f.http_threads;
-  o.read_timeout_s = f.read_timeout;
-  o.write_timeout_s = f.write_timeout;
 
   serve::HttpServer server(model, o);
   const int port = server.bind();
-  std::fprintf(
-      stderr, "%s\n",
-      fmt::format("h2o serve: model '{}' ({}), chat template {}, parallel {}, queue {}, kv {}", o.limits.model_id,
-                  model->describe(), serve::chat_format_name(o.chat_format), f.parallel, f.queue, o.kv.describe())
-          .c_str());
+  std::fprintf(stderr, "%s\n",
+               terminal_safe(fmt::format("h2o serve: model '{}' ({}), chat template {}, parallel {}, queue {}, kv {}",
+                                         o.limits.model_id, model->describe(), serve::chat_format_name(o.chat_format),
+                                         f.parallel, f.queue, o.kv.describe()))
+                   .c_str());
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stderr);
 
@@ -145,14 +147,23 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--parallel", f->parallel, "Requests decoded together (sequences in the batch)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  cmd->add_option("--queue", f->queue, "Requests that may wait for a free sequence (more get 429)")
-      ->check(CLI::Range(0, 100000))
+  cmd->add_option("--queue", f->queue, "Requests that may wait for a free sequence (more get 429); no thread each")
+      ->check(CLI::Range(0, serve::kMaxQueue))
       ->capture_default_str();
   cmd->add_option("--max-step-tokens", f->max_step_tokens, "Prefill tokens per batched step")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  cmd->add_option("--max-body", f->max_body, "Largest request body in bytes (more get 413)")
+  serve::ServerOptions& h = f->http;
+  cmd->add_option("--max-body", h.max_body_bytes, "Largest request body in bytes (more get 413)")
+      ->check(unsigned_integer(size_t{1} << 30))
       ->check(CLI::Range(size_t{64}, size_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-header-bytes", h.max_header_bytes, "Largest request line + headers in bytes (more get 431)")
+      ->check(unsigned_integer(size_t{1} << 20))
+      ->check(CLI::Range(size_t{256}, size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-header-count", h.max_header_count, "Most header fields in a request (more get 431)")
+      ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   cmd->add_option("--max-prompt-tokens", f->max_prompt_tokens, "Longest prompt in tokens (0: the context length)")
       ->check(CLI::Range(0, 1 << 24));
@@ -164,14 +175,26 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--shutdown-grace", f->shutdown_grace, "Seconds in-flight requests may finish after SIGTERM/SIGINT")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  cmd->add_option("--read-timeout", f->read_timeout, "Seconds a client may stall while sending")
+  cmd->add_option("--read-timeout", h.read_timeout_s,
+                  "Seconds a request (header and body) may take to arrive, from its first byte")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  cmd->add_option("--write-timeout", f->write_timeout, "Seconds a client may stall while receiving")
+  cmd->add_option("--write-timeout", h.write_timeout_s, "Seconds a write to a client may take")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  cmd->add_option("--http-threads", f->http_threads, "HTTP worker threads (0: parallel + queue + 8)")
-      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--keep-alive-timeout", h.keep_alive_timeout_s, "Seconds a connection may idle between requests")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", h.max_connections, "Open connections in total (more are answered 503)")
+      ->check(CLI::Range(1, serve::kMaxConnections))
+      ->capture_default_str();
+  cmd->add_option("--max-client-connections", h.max_client_connections,
+                  "Open connections per client address (more are answered 503)")
+      ->check(CLI::Range(1, serve::kMaxConnections))
+      ->capture_default_str();
+  cmd->add_option("--http-threads", h.http_threads, "Threads that parse and tokenize request bodies")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_option("--model-alias", f->alias, "Model name in /v1/models and responses (default: the file's stem)");
   cmd->add_option("--chat-template", f->chat_template,
                   "Chat format: auto (from the GGUF's tokenizer.chat_template), plain, chatml, llama2, zephyr")

@@ -121,10 +121,12 @@ void register_sweep(CLI::App& app) {
       ->check(CLI::Range(2, 1 << 24));
   cmd->add_option("--task", f->task, "Sweep accuracy on this multiple-choice task (copa, piqa, ...)")
       ->check(CLI::IsMember(task_names()));
-  cmd->add_option("--limit", f->limit, "Task: only the first N items (0 = all)");
+  cmd->add_option("--limit", f->limit, "Task: only the first N items (0 = all)")->check(unsigned_integer());
   cmd->add_option("--data-dir", f->data_dir, "Task: directory of the task files")->capture_default_str();
   cmd->add_option("--num-fewshot", f->num_fewshot, "Task: k-shot examples")->check(CLI::Range(0, 64));
-  cmd->add_option("--fewshot-seed", f->fewshot_seed, "Task: seed of the k-shot draw")->capture_default_str();
+  cmd->add_option("--fewshot-seed", f->fewshot_seed, "Task: seed of the k-shot draw")
+      ->check(unsigned_integer())
+      ->capture_default_str();
   f->kv.prefill_chunk = 1;
   f->kv.add(*cmd);
   // The grid sets the policy and budget; the remaining KV flags apply to every point.

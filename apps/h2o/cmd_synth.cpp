@@ -83,7 +83,7 @@ void register_synth(CLI::App& app) {
          "multiples of 256)")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "Output .gguf file");
-  cmd->add_option("-s,--seed", f->seed, "Weight seed")->capture_default_str();
+  cmd->add_option("-s,--seed", f->seed, "Weight seed")->check(unsigned_integer())->capture_default_str();
   add_threads_flag(*cmd, f->threads);
   cmd->add_flag("--list", f->list, "List the shapes and exit");
   cmd->callback([f] { run_synth(*f); });

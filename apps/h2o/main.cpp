@@ -1,12 +1,14 @@
 // The `h2o` command: thin front end over the library. Every h2o::Error (bad file, bad
 // flag value) becomes one line on stderr and exit status 1; CLI parse errors exit 2.
+// Messages quote file contents and paths: they are printed through terminal_safe, so a
+// crafted model or prompt file cannot send escape sequences to the terminal.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 
-#include <CLI/CLI.hpp>
-
 #include "commands.h"
 #include "common/error.h"
+#include "common/printable.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"h2o: LLM inference with a KV cache bounded by Heavy-Hitter Oracle eviction"};
@@ -31,11 +33,8 @@ int main(int argc, char** argv) {
     // (unknown flag, value out of range) exits 2, as documented, not CLI11's own codes.
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
-  } catch (const h2o::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (const std::exception& e) {  // h2o::Error and anything else
+    std::fprintf(stderr, "error: %s\n", h2o::terminal_safe(e.what()).c_str());
     return 1;
   }
   return 0;

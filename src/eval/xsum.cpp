@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/check.h"
+#include "common/text_file.h"
 #include "runtime/generate.h"
 
 namespace h2o {
@@ -73,15 +73,13 @@ XsumRequest parse_request(const std::string& text, const std::string& path, size
 }  // namespace
 
 std::vector<XsumRequest> load_xsum(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the XSum requests", path);
+  std::istringstream in(read_text_file(path, "XSum requests file"));
   std::vector<XsumRequest> out;
   std::string line;
   for (size_t n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     out.push_back(parse_request(line, path, n, out.size()));
   }
-  if (in.bad()) fail("{}: read error", path);
   if (out.empty()) fail("{}: no requests", path);
   return out;
 }

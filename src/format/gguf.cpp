@@ -6,8 +6,12 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
 
 #include "common/check.h"
+#include "common/printable.h"
 #include "format/mapped_file.h"
 
 namespace h2o {
@@ -28,6 +32,14 @@ constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t
 // Smallest possible encodings, used to reject impossible counts before allocating.
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;          // key length, value type, 1-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // name length, n_dims, type, offset
+// What parsed metadata and tensor infos may hold in memory: kMemoryPerFileByte bytes per
+// byte of the file plus a fixed allowance. Real files stay far below (their metadata is a
+// small part of them, and stored compactly it takes at most a few times its bytes); the
+// bound stops files made of the smallest possible entries (each costs a map node, a key and
+// a value) from multiplying their size.
+constexpr uint64_t kMemoryPerFileByte = 8;
+constexpr uint64_t kMemoryAllowance = uint64_t{16} << 20;
+constexpr uint64_t kMapNodeBytes = 48;  // a std::map node's links and colour, with allocator overhead
 
 bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -84,73 +96,16 @@ bool is_float_type(GgufValueType t) {
   return t == GgufValueType::FLOAT32 || t == GgufValueType::FLOAT64;
 }
 
+[[noreturn]] void type_error(const std::string& key, GgufValueType t, std::string_view expected) {
+  fail("metadata key '{}' has type {}, expected {}", key, gguf_value_type_name(t), expected);
+}
+
 // ---- display helpers -------------------------------------------------------------------
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if the bytes there are not one
-// (same strictness as nlohmann::json, so display strings can always be dumped as JSON).
-size_t utf8_sequence_length(std::string_view s, size_t i) {
-  const auto b0 = static_cast<uint8_t>(s[i]);
-  if (b0 < 0x80) return 1;
-  size_t len = 0;
-  uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;  // overlong
-    if (b0 == 0xED) hi = 0x9F;  // surrogates
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;  // overlong
-    if (b0 == 0xF4) hi = 0x8F;  // beyond U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  const auto b1 = static_cast<uint8_t>(s[i + 1]);
-  if (b1 < lo || b1 > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    const auto b = static_cast<uint8_t>(s[i + k]);
-    if (b < 0x80 || b > 0xBF) return 0;
-  }
-  return len;
-}
-
-// Escapes s[0, max_bytes) (never splitting a UTF-8 sequence); returns the bytes consumed.
-size_t append_escaped(std::string& out, std::string_view s, size_t max_bytes) {
-  size_t i = 0;
-  while (i < s.size() && i < max_bytes) {
-    const char c = s[i];
-    const size_t len = utf8_sequence_length(s, i);
-    if (len > 1) {
-      out.append(s.substr(i, len));
-      i += len;
-      continue;
-    }
-    const auto b = static_cast<uint8_t>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (len == 0 || b < 0x20 || b == 0x7F) {
-      out += fmt::format("\\x{:02X}", b);
-    } else {
-      out += c;
-    }
-    ++i;
-  }
-  return i;
-}
 
 // Quoted, escaped rendering of a string, cut after about `max_bytes` input bytes.
 std::string quote_string(std::string_view s, size_t max_bytes) {
   std::string out = "\"";
-  const size_t used = append_escaped(out, s, max_bytes);
+  const size_t used = append_printable(out, s, max_bytes);
   out += '"';
   if (used < s.size()) out += fmt::format("...({} bytes)", s.size());
   return out;
@@ -193,7 +148,8 @@ std::string display_value(const GgufValue& v, size_t max_items, bool in_array) {
 // bytes exist; every failure names the file, the field and the offset.
 class Reader {
  public:
-  Reader(std::span<const uint8_t> bytes, const std::string& name) : bytes_(bytes), name_(name) {}
+  Reader(std::span<const uint8_t> bytes, const std::string& name)
+      : bytes_(bytes), name_(name), budget_(kMemoryPerFileByte * bytes.size() + kMemoryAllowance) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return bytes_.size() - pos_; }
@@ -223,6 +179,27 @@ class Reader {
     return v;
   }
 
+  // The next `n` bytes (checked), consumed.
+  std::span<const uint8_t> take(uint64_t n, std::string_view what) {
+    need(n, what);
+    const auto out = bytes_.subspan(static_cast<size_t>(pos_), static_cast<size_t>(n));
+    pos_ += n;
+    return out;
+  }
+
+  // Records `n` bytes of memory the parsed metadata and tensor table will hold, before
+  // they are allocated: more than the budget for this file size is refused, so no file
+  // can make the reader allocate far beyond its own size.
+  void charge(uint64_t n, std::string_view what) {
+    charged_ += n;
+    if (charged_ > budget_) {
+      error(
+          "{} would bring the parsed metadata and tensor table to more than {} bytes of memory ({} per file "
+          "byte + {} MiB); refusing the file",
+          what, budget_, kMemoryPerFileByte, kMemoryAllowance >> 20);
+    }
+  }
+
   std::string read_string(std::string_view what) {
     const auto len = read<uint64_t>(what);
     if (len > remaining()) {
@@ -239,6 +216,8 @@ class Reader {
   const std::string& name_;
   std::string context_;
   uint64_t pos_ = 0;
+  uint64_t budget_;
+  uint64_t charged_ = 0;
 };
 
 GgufValueType read_value_type(Reader& r, std::string_view what) {
@@ -248,6 +227,9 @@ GgufValueType read_value_type(Reader& r, std::string_view what) {
 }
 
 GgufValue read_value(Reader& r, GgufValueType t, int depth);
+
+// Memory one parsed string holds beyond its std::string (heap bytes past the small-string buffer).
+uint64_t string_heap_bytes(uint64_t len) { return len >= sizeof(std::string) / 2 ? len + 1 : 0; }
 
 GgufArray read_array(Reader& r, int depth) {
   if (depth > kMaxArrayDepth) r.error("arrays nested more than {} deep", kMaxArrayDepth);
@@ -261,9 +243,30 @@ GgufArray read_array(Reader& r, int depth) {
     r.error("array of {} {} elements cannot fit in the {} bytes left in the file (offset {})",
             count, gguf_value_type_name(a.elem_type), r.remaining(), r.pos());
   }
-  // Grow as elements actually parse, so memory tracks the bytes consumed.
-  a.items.reserve(static_cast<size_t>(std::min<uint64_t>(count, 4096)));
-  for (uint64_t i = 0; i < count; ++i) a.items.push_back(read_value(r, a.elem_type, depth + 1));
+  const auto n = static_cast<size_t>(count);
+  if (const uint64_t size = scalar_size(a.elem_type); size > 0) {
+    // Scalars are kept as the file's bytes: one copy, no per-item objects.
+    r.charge(count * size, "array");
+    const std::span<const uint8_t> bytes = r.take(count * size, "array items");
+    if (a.elem_type == GgufValueType::BOOL) {
+      for (size_t i = 0; i < n; ++i) {
+        if (bytes[i] > 1) r.error("BOOL value {} at offset {} is not 0 or 1", bytes[i], r.pos() - count + i);
+      }
+    }
+    a.items.append_scalars(a.elem_type, bytes, n);
+  } else if (a.elem_type == GgufValueType::STRING) {
+    r.charge(count * sizeof(std::string), "array");
+    a.items.reserve(a.elem_type, n);
+    for (size_t i = 0; i < n; ++i) {
+      std::string item = r.read_string("string value");
+      r.charge(string_heap_bytes(item.size()), "array string");
+      a.items.push_string(std::move(item));
+    }
+  } else {
+    r.charge(count * sizeof(GgufArray), "array");
+    a.items.reserve(a.elem_type, n);
+    for (size_t i = 0; i < n; ++i) a.items.push_array(read_array(r, depth + 1));
+  }
   return a;
 }
 
@@ -287,7 +290,12 @@ GgufValue read_value(Reader& r, GgufValueType t, int depth) {
       v.value = b == 1;
       break;
     }
-    case GgufValueType::STRING: v.value = r.read_string("string value"); break;
+    case GgufValueType::STRING: {
+      std::string str = r.read_string("string value");
+      r.charge(string_heap_bytes(str.size()), "string value");
+      v.value = std::move(str);
+      break;
+    }
     case GgufValueType::ARRAY: v.value = read_array(r, depth); break;
   }
   return v;
@@ -385,12 +393,6 @@ std::string_view gguf_value_type_name(GgufValueType t) {
   return "UNKNOWN";
 }
 
-std::string printable_string(std::string_view s) {
-  std::string out;
-  append_escaped(out, s, s.size());
-  return out;
-}
-
 bool GgufValue::is_integer() const { return is_unsigned_type(type) || is_signed_type(type); }
 
 int64_t GgufValue::as_int(const std::string& key_for_errors) const {
@@ -399,39 +401,230 @@ int64_t GgufValue::as_int(const std::string& key_for_errors) const {
     return static_cast<int64_t>(*u);
   }
   if (const auto* i = std::get_if<int64_t>(&value); i && is_signed_type(type)) return *i;
-  fail("metadata key '{}' has type {}, expected an integer", key_for_errors,
-       gguf_value_type_name(type));
+  type_error(key_for_errors, type, "an integer");
 }
 
 double GgufValue::as_float(const std::string& key_for_errors) const {
   if (const auto* d = std::get_if<double>(&value); d && is_float_type(type)) return *d;
   if (is_integer()) return static_cast<double>(as_int(key_for_errors));
-  fail("metadata key '{}' has type {}, expected a number", key_for_errors,
-       gguf_value_type_name(type));
+  type_error(key_for_errors, type, "a number");
 }
 
 const std::string& GgufValue::as_string(const std::string& key_for_errors) const {
   if (const auto* s = std::get_if<std::string>(&value); s && type == GgufValueType::STRING) {
     return *s;
   }
-  fail("metadata key '{}' has type {}, expected STRING", key_for_errors,
-       gguf_value_type_name(type));
+  type_error(key_for_errors, type, "STRING");
 }
 
 const GgufArray& GgufValue::as_array(const std::string& key_for_errors) const {
   if (const auto* a = std::get_if<GgufArray>(&value); a && type == GgufValueType::ARRAY) return *a;
-  fail("metadata key '{}' has type {}, expected ARRAY", key_for_errors,
-       gguf_value_type_name(type));
+  type_error(key_for_errors, type, "ARRAY");
 }
 
 bool GgufValue::as_bool(const std::string& key_for_errors) const {
   if (const auto* b = std::get_if<bool>(&value); b && type == GgufValueType::BOOL) return *b;
-  fail("metadata key '{}' has type {}, expected BOOL", key_for_errors,
-       gguf_value_type_name(type));
+  type_error(key_for_errors, type, "BOOL");
 }
 
 std::string GgufValue::to_display_string(size_t max_items) const {
   return display_value(*this, max_items, false);
+}
+
+// ---- array items ---------------------------------------------------------------------------
+
+namespace {
+
+// A scalar item decoded from its little-endian bytes.
+GgufValue decode_scalar(GgufValueType t, const uint8_t* p) {
+  const auto get = [p]<typename T>(T) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+  };
+  switch (t) {
+    case GgufValueType::UINT8:
+      return {t, uint64_t{get(uint8_t{})}};
+    case GgufValueType::INT8:
+      return {t, int64_t{get(int8_t{})}};
+    case GgufValueType::UINT16:
+      return {t, uint64_t{get(uint16_t{})}};
+    case GgufValueType::INT16:
+      return {t, int64_t{get(int16_t{})}};
+    case GgufValueType::UINT32:
+      return {t, uint64_t{get(uint32_t{})}};
+    case GgufValueType::INT32:
+      return {t, int64_t{get(int32_t{})}};
+    case GgufValueType::UINT64:
+      return {t, get(uint64_t{})};
+    case GgufValueType::INT64:
+      return {t, get(int64_t{})};
+    case GgufValueType::FLOAT32:
+      return {t, double{get(float{})}};
+    case GgufValueType::FLOAT64:
+      return {t, get(double{})};
+    case GgufValueType::BOOL:
+      return {t, get(uint8_t{}) != 0};
+    case GgufValueType::STRING:
+    case GgufValueType::ARRAY:
+      break;
+  }
+  fail("GgufItems: {} is not a scalar type", gguf_value_type_name(t));
+}
+
+// Little-endian bytes of a scalar value; throws if the value does not hold a valid `T`.
+template <typename T, typename Stored>
+void append_le(std::vector<uint8_t>& out, const GgufValue& v) {
+  const auto* x = std::get_if<Stored>(&v.value);
+  bool ok = x != nullptr;
+  if constexpr (std::is_integral_v<T>) ok = ok && std::in_range<T>(*x);
+  if (!ok) fail("GgufItems: item does not hold a valid {}", gguf_value_type_name(v.type));
+  const T t = static_cast<T>(*x);
+  uint8_t b[sizeof(T)];
+  std::memcpy(b, &t, sizeof(T));
+  out.insert(out.end(), b, b + sizeof(T));
+}
+
+}  // namespace
+
+GgufValueType GgufItem::type() const { return items_->type_; }
+
+bool GgufItem::is_integer() const { return is_unsigned_type(type()) || is_signed_type(type()); }
+
+GgufValue GgufItem::value() const {
+  const GgufItems& it = *items_;
+  if (it.type_ == GgufValueType::STRING) return {it.type_, it.strings_.at(index_)};
+  if (it.type_ == GgufValueType::ARRAY) return {it.type_, it.arrays_.at(index_)};
+  const uint64_t size = scalar_size(it.type_);
+  if (index_ >= it.count_) throw std::out_of_range("GgufItems: index out of range");
+  return decode_scalar(it.type_, it.raw_.data() + index_ * size);
+}
+
+GgufItem::operator GgufValue() const { return value(); }
+
+// Scalars decode to a GgufValue (no allocation) and share its checks; strings and arrays
+// are returned in place.
+int64_t GgufItem::as_int(const std::string& key_for_errors) const {
+  if (!is_integer()) type_error(key_for_errors, type(), "an integer");
+  return value().as_int(key_for_errors);
+}
+
+double GgufItem::as_float(const std::string& key_for_errors) const {
+  if (!is_integer() && !is_float_type(type())) type_error(key_for_errors, type(), "a number");
+  return value().as_float(key_for_errors);
+}
+
+bool GgufItem::as_bool(const std::string& key_for_errors) const {
+  if (type() != GgufValueType::BOOL) type_error(key_for_errors, type(), "BOOL");
+  return value().as_bool(key_for_errors);
+}
+
+const std::string& GgufItem::as_string(const std::string& key_for_errors) const {
+  if (type() != GgufValueType::STRING) type_error(key_for_errors, type(), "STRING");
+  return items_->strings_.at(index_);
+}
+
+const GgufArray& GgufItem::as_array(const std::string& key_for_errors) const {
+  if (type() != GgufValueType::ARRAY) type_error(key_for_errors, type(), "ARRAY");
+  return items_->arrays_.at(index_);
+}
+
+GgufItem GgufItems::at(size_t i) const {
+  if (i >= count_) throw std::out_of_range("GgufItems::at: index out of range");
+  return GgufItem(*this, i);
+}
+
+void GgufItems::set_type(GgufValueType t) {
+  if (count_ > 0 && t != type_)
+    fail("GgufItems: array items must share one type ({} item after {} items)", gguf_value_type_name(t),
+         gguf_value_type_name(type_));
+  type_ = t;
+}
+
+void GgufItems::push_back(const GgufValue& v) {
+  set_type(v.type);
+  switch (v.type) {
+    case GgufValueType::UINT8:
+      append_le<uint8_t, uint64_t>(raw_, v);
+      break;
+    case GgufValueType::UINT16:
+      append_le<uint16_t, uint64_t>(raw_, v);
+      break;
+    case GgufValueType::UINT32:
+      append_le<uint32_t, uint64_t>(raw_, v);
+      break;
+    case GgufValueType::UINT64:
+      append_le<uint64_t, uint64_t>(raw_, v);
+      break;
+    case GgufValueType::INT8:
+      append_le<int8_t, int64_t>(raw_, v);
+      break;
+    case GgufValueType::INT16:
+      append_le<int16_t, int64_t>(raw_, v);
+      break;
+    case GgufValueType::INT32:
+      append_le<int32_t, int64_t>(raw_, v);
+      break;
+    case GgufValueType::INT64:
+      append_le<int64_t, int64_t>(raw_, v);
+      break;
+    case GgufValueType::FLOAT32:
+      append_le<float, double>(raw_, v);
+      break;
+    case GgufValueType::FLOAT64:
+      append_le<double, double>(raw_, v);
+      break;
+    case GgufValueType::BOOL: {
+      const auto* b = std::get_if<bool>(&v.value);
+      if (b == nullptr) fail("GgufItems: item does not hold a valid BOOL");
+      raw_.push_back(*b ? 1 : 0);
+      break;
+    }
+    case GgufValueType::STRING: {
+      const auto* str = std::get_if<std::string>(&v.value);
+      if (str == nullptr) fail("GgufItems: item does not hold a valid STRING");
+      strings_.push_back(*str);
+      break;
+    }
+    case GgufValueType::ARRAY: {
+      const auto* a = std::get_if<GgufArray>(&v.value);
+      if (a == nullptr) fail("GgufItems: item does not hold a valid ARRAY");
+      arrays_.push_back(*a);
+      break;
+    }
+  }
+  ++count_;
+}
+
+void GgufItems::append_scalars(GgufValueType t, std::span<const uint8_t> bytes, size_t count) {
+  if (scalar_size(t) == 0 || bytes.size() != count * scalar_size(t))
+    fail("GgufItems: {} bytes are not {} {} items", bytes.size(), count, gguf_value_type_name(t));
+  set_type(t);
+  raw_.insert(raw_.end(), bytes.begin(), bytes.end());
+  count_ += count;
+}
+
+void GgufItems::push_string(std::string s) {
+  set_type(GgufValueType::STRING);
+  strings_.push_back(std::move(s));
+  ++count_;
+}
+
+void GgufItems::push_array(GgufArray a) {
+  set_type(GgufValueType::ARRAY);
+  arrays_.push_back(std::move(a));
+  ++count_;
+}
+
+void GgufItems::reserve(GgufValueType t, size_t n) {
+  set_type(t);
+  if (t == GgufValueType::STRING) {
+    strings_.reserve(n);
+  } else if (t == GgufValueType::ARRAY) {
+    arrays_.reserve(n);
+  } else {
+    raw_.reserve(n * scalar_size(t));
+  }
 }
 
 // ---- GgufFile ------------------------------------------------------------------------------
@@ -482,6 +675,9 @@ void read_metadata(Reader& r, uint64_t count, std::map<std::string, GgufValue>& 
     r.set_context(fmt::format("metadata entry {}", i));
     std::string key = r.read_string("key");
     r.set_context(fmt::format("metadata entry {} {}", i, quote_string(key, 80)));
+    // A map node with its key and value, and the key again in key_order.
+    r.charge(kMapNodeBytes + sizeof(GgufValue) + 2 * (sizeof(std::string) + string_heap_bytes(key.size())),
+             "metadata entry");
     if (metadata.count(key) != 0) r.error("duplicate metadata key");
     const GgufValueType type = read_value_type(r, "value type");
     metadata.emplace(key, read_value(r, type, 1));
@@ -544,9 +740,14 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
   read_metadata(r, counts.kvs, g.metadata_, g.key_order_);
   g.alignment_ = read_alignment(r, g.metadata_);
 
-  g.tensors_.reserve(static_cast<size_t>(counts.tensors));  // bounded by read_counts
+  r.charge(counts.tensors * sizeof(GgufTensor), "the tensor table");
+  g.tensors_.reserve(static_cast<size_t>(counts.tensors));  // bounded by read_counts and the budget
   for (uint64_t i = 0; i < counts.tensors; ++i) {
     GgufTensor t = read_tensor_info(r, i);
+    // Name, shape, and the index's map node with its own copy of the name.
+    r.charge(2 * string_heap_bytes(t.name.size()) + t.ne.size() * sizeof(uint64_t) + kMapNodeBytes +
+                 sizeof(std::string) + sizeof(size_t),
+             "tensor info");
     if (!g.tensor_index_.emplace(t.name, g.tensors_.size()).second) r.error("duplicate tensor name");
     g.tensors_.push_back(std::move(t));
   }
@@ -641,6 +842,29 @@ void put_signed(ByteSink& out, const GgufValue& v, std::string_view key) {
   out.put(static_cast<T>(*i));
 }
 
+void write_value(ByteSink& out, const GgufValue& v, std::string_view key);
+
+void write_array(ByteSink& out, const GgufArray& a, std::string_view key) {
+  const GgufItems& items = a.items;
+  if (!items.empty() && items.type() != a.elem_type) {
+    fail("GgufWriter: array '{}' of {} holds a {} item", key, gguf_value_type_name(a.elem_type),
+         gguf_value_type_name(items.type()));
+  }
+  out.put(static_cast<uint32_t>(a.elem_type));
+  out.put<uint64_t>(items.size());
+  if (scalar_size(a.elem_type) > 0) {
+    out.put_bytes(items.scalar_bytes());  // already the file's encoding
+    return;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (a.elem_type == GgufValueType::STRING) {
+      out.put_string(items[i].as_string(std::string(key)));
+    } else {
+      write_array(out, items[i].as_array(std::string(key)), key);
+    }
+  }
+}
+
 void write_value(ByteSink& out, const GgufValue& v, std::string_view key) {
   switch (v.type) {
     case GgufValueType::UINT8: put_unsigned<uint8_t>(out, v, key); return;
@@ -677,15 +901,7 @@ void write_value(ByteSink& out, const GgufValue& v, std::string_view key) {
     case GgufValueType::ARRAY: {
       const auto* a = std::get_if<GgufArray>(&v.value);
       if (a == nullptr) bad_value(key, v.type);
-      out.put(static_cast<uint32_t>(a->elem_type));
-      out.put<uint64_t>(a->items.size());
-      for (const auto& item : a->items) {
-        if (item.type != a->elem_type) {
-          fail("GgufWriter: array '{}' of {} holds a {} item", key,
-               gguf_value_type_name(a->elem_type), gguf_value_type_name(item.type));
-        }
-        write_value(out, item, key);
-      }
+      write_array(out, *a, key);
       return;
     }
   }
@@ -696,17 +912,10 @@ template <typename T, typename Convert>
 GgufValue make_array(GgufValueType elem_type, const std::vector<T>& v, Convert convert) {
   GgufArray a;
   a.elem_type = elem_type;
-  a.items.reserve(v.size());
-  for (const T& x : v) {
-    // Filled in place: moving a temporary GgufValue trips a GCC 12 -Wmaybe-uninitialized
-    // false positive inside std::variant at -O2.
-    GgufValue& item = a.items.emplace_back();
-    item.type = elem_type;
-    item.value = convert(x);
-  }
+  a.items.reserve(elem_type, v.size());
+  for (const T& x : v) a.items.push_back(GgufValue{elem_type, convert(x)});
   return GgufValue{GgufValueType::ARRAY, std::move(a)};
 }
-
 }  // namespace
 
 void GgufWriter::set(const std::string& key, GgufValue value) {

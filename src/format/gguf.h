@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/printable.h"  // printable_string: strings from files (keys, names, tokens) are arbitrary bytes
 #include "format/tensor_type.h"
 
 namespace h2o {
@@ -39,15 +40,67 @@ enum class GgufValueType : uint32_t {
 
 std::string_view gguf_value_type_name(GgufValueType t);
 
-// `s` made safe to print and to put in JSON: valid UTF-8 is kept, control characters and
-// invalid bytes become \xNN (and \n, \t, \r), backslash and double quote are escaped.
-// Strings from files (keys, tensor names, tokens) are arbitrary bytes.
-std::string printable_string(std::string_view s);
-
 struct GgufValue;
+struct GgufArray;
+class GgufItems;
+
+// One item of an array, viewed where the array stores it.
+class GgufItem {
+ public:
+  GgufItem(const GgufItems& items, size_t index) : items_(&items), index_(index) {}
+  GgufValueType type() const;
+  bool is_integer() const;
+  // As GgufValue's accessors. References stay valid while the array lives.
+  int64_t as_int(const std::string& key_for_errors) const;
+  double as_float(const std::string& key_for_errors) const;
+  const std::string& as_string(const std::string& key_for_errors) const;
+  const GgufArray& as_array(const std::string& key_for_errors) const;
+  bool as_bool(const std::string& key_for_errors) const;
+  GgufValue value() const;     // a copy
+  operator GgufValue() const;  // NOLINT(google-explicit-constructor): an item is usable as a value
+
+ private:
+  const GgufItems* items_;
+  size_t index_;
+};
+
+// The items of a metadata array, stored compactly: scalars as their little-endian bytes
+// (as in the file: a UINT8 array of N items takes N bytes, not N GgufValues of 48 bytes
+// each), strings as strings, nested arrays as arrays. All items share one type.
+class GgufItems {
+ public:
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  GgufItem operator[](size_t i) const { return GgufItem(*this, i); }  // unchecked, like std::vector
+  GgufItem at(size_t i) const;                                        // throws std::out_of_range
+  // Type of the items (meaningful when not empty).
+  GgufValueType type() const { return type_; }
+
+  // Appends a copy of `v`. Throws h2o::Error if its type differs from the items' type or
+  // its value does not fit the type (a UINT8 of 256).
+  void push_back(const GgufValue& v);
+  // Bulk forms for the reader: `count` scalars of type `t` as little-endian bytes; one string; one array.
+  void append_scalars(GgufValueType t, std::span<const uint8_t> bytes, size_t count);
+  void push_string(std::string s);
+  void push_array(GgufArray a);
+  // Sets the type (as the first item would) and makes room for `n` items.
+  void reserve(GgufValueType t, size_t n);
+  // Scalar items: their bytes, exactly as a file stores them.
+  std::span<const uint8_t> scalar_bytes() const { return raw_; }
+
+ private:
+  friend class GgufItem;
+  void set_type(GgufValueType t);
+  GgufValueType type_ = GgufValueType::UINT8;
+  size_t count_ = 0;
+  std::vector<uint8_t> raw_;          // scalar types
+  std::vector<std::string> strings_;  // STRING
+  std::vector<GgufArray> arrays_;     // ARRAY
+};
+
 struct GgufArray {
   GgufValueType elem_type = GgufValueType::UINT8;
-  std::vector<GgufValue> items;
+  GgufItems items;
 };
 
 struct GgufValue {

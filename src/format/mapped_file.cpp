@@ -9,39 +9,15 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "common/text_file.h"
+#include "common/unique_fd.h"
 
 namespace h2o {
-namespace {
-
-// Closes the descriptor on every exit path; the mapping stays valid after close().
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string_view file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a pipe";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  return "not a regular file";
-}
-
-}  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   // O_NONBLOCK so that opening a FIFO by mistake cannot hang; it has no effect on
   // regular files, and anything else is rejected below.
-  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) {
     const int err = errno;
     if (err == ENOENT) fail("{}: no such file", path);
@@ -49,7 +25,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail("{}: cannot stat: {}", path, std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail("{}: is {}, expected a model file", path, file_kind(st.st_mode));
+  if (!S_ISREG(st.st_mode)) fail("{}: is {}, expected a model file", path, non_regular_file_kind(st.st_mode));
   if (st.st_size < 0) fail("{}: invalid file size", path);
   size_ = static_cast<size_t>(st.st_size);
   // mmap cannot map zero bytes; an empty file is represented as an empty span and the

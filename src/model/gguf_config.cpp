@@ -21,9 +21,9 @@ int GgufArchKeys::size(std::string_view name) const {
   if (v->type == GgufValueType::ARRAY) {
     const GgufArray& a = v->as_array(k);
     if (a.items.empty()) fail("{}: {} is an empty array", f_.source_name(), k);
-    value = a.items.front().as_int(k);
-    for (const GgufValue& item : a.items) {
-      if (item.as_int(k) != value) fail("{}: {} differs between layers, which is not supported", f_.source_name(), k);
+    value = a.items[0].as_int(k);
+    for (size_t i = 1; i < a.items.size(); ++i) {
+      if (a.items[i].as_int(k) != value) fail("{}: {} differs between layers, which is not supported", f_.source_name(), k);
     }
   } else {
     value = v->as_int(k);

@@ -58,7 +58,12 @@ void Metrics::observe_ttft(double seconds) {
   ttft_.observe(seconds);
 }
 
-std::string Metrics::render(const SchedulerStats& s, int in_flight) const {
+void Metrics::count_connection_event(const std::string& event) {
+  std::lock_guard lock(mu_);
+  ++connection_events_[event];
+}
+
+std::string Metrics::render(const SchedulerStats& s, int in_flight, int connections_open) const {
   std::lock_guard lock(mu_);
   std::string out;
   out += "# HELP h2o_requests_total HTTP requests by endpoint and status code (499: client disconnected)\n";
@@ -78,6 +83,11 @@ std::string Metrics::render(const SchedulerStats& s, int in_flight) const {
   metric("h2o_engine_steps_total", "counter", "Batched forward steps run", s.engine.steps);
   metric("h2o_engine_cancelled_total", "counter", "Sequences cancelled (client gone, stop string, shutdown)",
          s.cancelled);
+  metric("h2o_connections_open", "gauge", "Client connections held", connections_open);
+  out += "# HELP h2o_connection_events_total Connections refused over the limits, and read/write deadlines missed\n";
+  out += "# TYPE h2o_connection_events_total counter\n";
+  for (const auto& [event, n] : connection_events_)
+    out += fmt::format("h2o_connection_events_total{{event=\"{}\"}} {}\n", event, n);
   latency_.render(out, "h2o_request_duration_seconds", "Completion request latency, arrival to the last token sent");
   ttft_.render(out, "h2o_time_to_first_token_seconds", "Arrival to the first generated token");
   return out;

@@ -10,6 +10,10 @@
 //   h2o_engine_steps_total                   counter
 //   h2o_request_duration_seconds             histogram, arrival -> last byte queued
 //   h2o_time_to_first_token_seconds          histogram, arrival -> first token
+//   h2o_connections_open                     gauge, client connections held
+//   h2o_connection_events_total{event}       counter: refused_total, refused_client (over the
+//                                            connection limits), read_timeout, write_timeout,
+//                                            accept_error
 //
 // Thread-safe: every method takes the one mutex (a few increments per request).
 #pragma once
@@ -47,11 +51,13 @@ class Metrics {
   void add_tokens(int prompt, int generated);
   void observe_latency(double seconds);
   void observe_ttft(double seconds);
-  std::string render(const SchedulerStats& sched, int in_flight) const;
+  void count_connection_event(const std::string& event);
+  std::string render(const SchedulerStats& sched, int in_flight, int connections_open) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, uint64_t> connection_events_;
   uint64_t prompt_tokens_ = 0, generated_tokens_ = 0;
   Histogram latency_, ttft_;
 };

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "common/printable.h"
+
 namespace h2o::serve {
 
 using nlohmann::json;
@@ -17,7 +19,9 @@ ApiError::ApiError(int status, const std::string& message, std::string param, st
       type_(std::move(type)) {}
 
 json error_json(std::string_view message, std::string_view type, std::string_view param, std::string_view code) {
-  json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
+  // Messages quote request fields (a role, a policy name): control characters in them are
+  // escaped here, so a client that prints the message prints no terminal escapes.
+  json e = {{"message", terminal_safe(message)}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
   if (!param.empty()) e["param"] = param;
   if (!code.empty()) e["code"] = code;
   return {{"error", e}};

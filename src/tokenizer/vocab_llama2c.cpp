@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include "common/check.h"
+#include "common/text_file.h"
 #include "tokenizer/vocabulary.h"
 
 namespace h2o {
@@ -34,12 +35,9 @@ class LeReader {
   size_t pos_ = 0;
 };
 
+// Through the one input-file reader: refuses directories, FIFOs and devices, caps the size.
 std::string read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open tokenizer file", path);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail("{}: read error", path);
-  return data;
+  return read_text_file(path, "tokenizer file", size_t{64} << 20);
 }
 
 // tokenizer.bin has no token types; llama2.c's layout fixes them: 0 <unk>, 1 <s>, 2 </s>,

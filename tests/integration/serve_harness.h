@@ -123,13 +123,9 @@ class ServeProcess {
   }
 
   // VmRSS of the server in KiB (0 if unreadable).
-  long rss_kb() const {
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    }
-    return 0;
-  }
+  long rss_kb() const { return proc_status_field("VmRSS:"); }
+  // Threads of the server process (0 if unreadable).
+  long threads() const { return proc_status_field("Threads:"); }
 
   // The value of one sample line of /metrics ("name" or "name{labels}"); 0 if absent.
   double metric(const std::string& sample, const std::string& api_key = {}) const {
@@ -150,17 +146,33 @@ class ServeProcess {
   }
 
  private:
+  long proc_status_field(const std::string& name) const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name, 0) == 0) return std::stol(line.substr(name.size()));
+    }
+    return 0;
+  }
+
   pid_t pid_ = -1;
   int port_ = 0;
   int status_ = 0;
   std::string err_path_;
 };
 
-// A raw TCP connection to the server, for clients that misbehave.
+// A raw TCP connection to the server, for clients that misbehave. `from` binds the client
+// side to another loopback address (127.0.0.0/8 all loops back), so one test can play
+// several client addresses.
 class RawConnection {
  public:
-  explicit RawConnection(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  explicit RawConnection(int port, const char* from = nullptr) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      inet_pton(AF_INET, from, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) ADD_FAILURE() << "bind to " << from;
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -202,6 +214,7 @@ class RawConnection {
     return out;
   }
   bool closed_by_peer() const { return closed_by_peer_; }
+  int fd() const { return fd_; }
   void close_now() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -224,6 +237,51 @@ inline std::string raw_post(const std::string& path, const std::string& body, lo
 inline int raw_status(const std::string& response) {
   if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
   return std::atoi(response.c_str() + 9);
+}
+
+}  // namespace h2o::test
+
+namespace h2o::test {
+
+// One response cut from raw bytes that hold several in a row (Content-Length bodies).
+struct RawResponse {
+  int status = 0;
+  std::string head;
+  std::string body;
+};
+
+// Splits `bytes` into complete responses with Content-Length bodies, in order; stops at
+// the first incomplete or unparsable one.
+inline std::vector<RawResponse> split_responses(const std::string& bytes) {
+  std::vector<RawResponse> out;
+  size_t at = 0;
+  while (at < bytes.size()) {
+    const size_t end = bytes.find("\r\n\r\n", at);
+    if (end == std::string::npos) break;
+    RawResponse r;
+    r.head = bytes.substr(at, end + 4 - at);
+    r.status = raw_status(r.head);
+    const size_t cl = r.head.find("Content-Length: ");
+    if (cl == std::string::npos) break;
+    const size_t n = std::stoul(r.head.substr(cl + 16));
+    if (end + 4 + n > bytes.size()) break;
+    r.body = bytes.substr(end + 4, n);
+    out.push_back(std::move(r));
+    at = end + 4 + n;
+  }
+  return out;
+}
+
+// GET `path` over a fresh raw connection from `from`; returns the status (0 if none came
+// within `timeout`) and the time it took.
+inline std::pair<int, std::chrono::duration<double>> timed_get(int port, const std::string& path,
+                                                               std::chrono::milliseconds timeout,
+                                                               const char* from = nullptr) {
+  const auto t0 = std::chrono::steady_clock::now();
+  RawConnection conn(port, from);
+  conn.send_all("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  const std::string resp = conn.read_until_close(timeout);
+  return {raw_status(resp), std::chrono::steady_clock::now() - t0};
 }
 
 }  // namespace h2o::test

@@ -90,6 +90,18 @@ TEST_F(ServeHostile, InvalidUtf8AndDeepNestingAre400) {
   expect_error("/v1/completions", deep, 400, "");
 }
 
+TEST_F(ServeHostile, TerminalEscapesInRequestsAreEscapedInErrorMessages) {
+  // A role quoted back in the message: once the client decodes the JSON, no escape
+  // sequence may be left in it.
+  const json e = expect_error("/v1/chat/completions",
+                              json{{"messages", {{{"role", "\x1b]0;pwned\x07\x1b[2J\u009b"}, {"content", "x"}}}}}.dump(),
+                              400);
+  const std::string message = e["error"]["message"];
+  for (const char c : message) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << message;
+  EXPECT_EQ(message.find("\xc2\x9b"), std::string::npos) << message;
+  EXPECT_NE(message.find("\\x1B]0;pwned\\x07"), std::string::npos) << message;
+}
+
 TEST_F(ServeHostile, OversizedBodiesAndPromptsAreRefused) {
   const std::string big = json{{"prompt", std::string(5000, 'a')}}.dump();
   const json e = expect_error("/v1/completions", big, 413);

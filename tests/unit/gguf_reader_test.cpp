@@ -433,6 +433,67 @@ TEST(GgufHostile, HugeArrayCounts) {
   }
 }
 
+// Raw GGUF v3 bytes: `n` metadata entries with distinct short keys and UINT8 values.
+Bytes tiny_entries_file(uint32_t n) {
+  Bytes b;
+  const auto put = [&b](auto v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    b.insert(b.end(), p, p + sizeof v);
+  };
+  put(uint32_t{0x46554747});
+  put(uint32_t{3});
+  put(uint64_t{0});  // tensors
+  put(uint64_t{n});  // metadata entries
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string key = std::to_string(i);
+    put(uint64_t{key.size()});
+    b.insert(b.end(), key.begin(), key.end());
+    put(uint32_t{0});  // UINT8
+    b.push_back(1);
+  }
+  return b;
+}
+
+TEST(GgufHostile, MetadataMemoryIsBoundedByTheFileSize) {
+  // Each entry takes about 20 bytes of file but a map node, two keys and a value in memory
+  // (more than 10x): a file made only of them is refused before it multiplies its size.
+  const Bytes many = tiny_entries_file(500000);
+  EXPECT_TRUE(rejects(many, "bytes of memory")) << parse_error(many);
+  // A few thousand are fine (the fixed allowance), as are all real files (GgufSharedFiles).
+  EXPECT_EQ(parse_error(tiny_entries_file(5000)), "");
+}
+
+TEST(GgufHostile, ScalarArraysAreStoredAsTheirBytes) {
+  GgufWriter w;
+  GgufArray a;
+  a.elem_type = GgufValueType::UINT16;
+  std::vector<uint8_t> raw(2 * (size_t{1} << 22));
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(i * 7);
+  a.items.append_scalars(GgufValueType::UINT16, raw, raw.size() / 2);
+  w.set("big", GgufValue{GgufValueType::ARRAY, std::move(a)});
+  w.set_string_array("strs", {"a", std::string(100, 'b'), ""});
+  const Bytes b = w.to_bytes();
+  const GgufFile g = GgufFile::parse(b, "x");
+  const GgufArray& big = g.find("big")->as_array("big");
+  ASSERT_EQ(big.items.size(), size_t{1} << 22);
+  EXPECT_EQ(big.items.scalar_bytes().size(), raw.size());  // 2 bytes per item, nothing per item beyond
+  EXPECT_EQ(big.items[12345].as_int("big"), raw[24690] | (raw[24691] << 8));
+  EXPECT_EQ(big.items[5].type(), GgufValueType::UINT16);
+  EXPECT_THROW(big.items[5].as_string("big"), Error);
+  EXPECT_THROW(big.items.at(size_t{1} << 22), std::out_of_range);
+  const GgufArray& strs = g.find("strs")->as_array("strs");
+  const std::string& s1 = strs.items[1].as_string("strs");
+  EXPECT_EQ(s1, std::string(100, 'b'));
+  EXPECT_EQ(&s1, &strs.items[1].as_string("strs"));  // a reference into the array, not a copy
+  EXPECT_THROW(strs.items[0].as_int("strs"), Error);
+  // Items of another type cannot join an array.
+  GgufItems items;
+  items.push_back(GgufValue{GgufValueType::INT8, int64_t{-3}});
+  EXPECT_THROW(items.push_back(GgufValue{GgufValueType::UINT8, uint64_t{3}}), Error);
+  EXPECT_THROW(items.push_back(GgufValue{GgufValueType::INT8, int64_t{300}}), Error);
+  EXPECT_EQ(items[0].as_int("k"), -3);
+}
+
 TEST(GgufHostile, ArrayNestingDepth) {
   for (int depth = 1; depth <= 8; ++depth) {
     GgufWriter w;

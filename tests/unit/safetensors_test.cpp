@@ -260,10 +260,10 @@ TEST(SafetensorsFixtures, SameWeightsAsTheGgufTwins) {
   }
 }
 
-// The fuzz seeds (fuzz/corpus/safetensors): the shrunk copies of the fixtures and the edge
+// The fuzz seeds (fuzz/corpus/safetensors_fuzz): the shrunk copies of the fixtures and the edge
 // file are valid, so the fuzzer starts from the whole valid path; the bare headers are not.
 TEST(SafetensorsFixtures, FuzzSeeds) {
-  const fs::path dir = fs::path(H2O_SOURCE_DIR) / "fuzz/corpus/safetensors";
+  const fs::path dir = fs::path(H2O_SOURCE_DIR) / "fuzz/corpus/safetensors_fuzz";
   size_t valid = 0, headers = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string path = entry.path().string();

@@ -289,7 +289,7 @@ TEST(ServeMetrics, RendersPrometheusText) {
   s.queued = 3;
   s.last_batch_rows = 9;
   s.engine.kv_bytes = 12345;
-  const std::string t = m.render(s, 2);
+  const std::string t = m.render(s, 2, 0);
   EXPECT_NE(t.find("h2o_requests_total{endpoint=\"/v1/completions\",code=\"200\"} 2\n"), std::string::npos) << t;
   EXPECT_NE(t.find("h2o_requests_total{endpoint=\"/v1/completions\",code=\"400\"} 1\n"), std::string::npos);
   EXPECT_NE(t.find("h2o_prompt_tokens_total 5\n"), std::string::npos);
