@@ -16,5 +16,6 @@ void register_synth(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_batch(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace h2o::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   h2o::cli::register_bench(app);
   h2o::cli::register_batch(app);
   h2o::cli::register_serve(app);
+  h2o::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
