@@ -2,9 +2,12 @@
 // --dry-run's plan, and one-line errors with the documented exit codes.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
+#include "format/gguf.h"
 #include "integration/run_cli.h"
 #include "test_paths.h"
 
@@ -56,6 +59,36 @@ TEST(QuantizeCli, BadInputIsAOneLineError) {
   const CliResult nofile = run_cli({"quantize", temp_path("missing.gguf"), temp_path("o.gguf"), "q8_0"});
   EXPECT_EQ(nofile.exit_code, 1);
   EXPECT_EQ(nofile.err.find('\n'), nofile.err.size() - 1) << nofile.err;
+}
+
+// A corrupt block (NaN super-scales in every K-quant block of one matrix) gives NaN
+// results or an error, never a crash.
+TEST(QuantizeCli, NaNScalesNeverCrash) {
+  const std::string path = temp_path("nan.gguf");
+  ASSERT_EQ(run_cli({"quantize", model_path("books4M-f32.gguf"), path, "q4_k_m"}).exit_code, 0);
+  uint64_t at = 0, bytes = 0;
+  {
+    const GgufFile g = GgufFile::open(path);
+    const GgufTensor* t = g.find_tensor("blk.1.attn_q.weight");
+    ASSERT_NE(t, nullptr);
+    ASSERT_EQ(t->type, TensorType::Q4_K);
+    at = g.data_offset() + t->offset;
+    bytes = t->n_bytes;
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    const char nan16[4] = {'\xFF', '\x7F', '\xFF', '\x7F'};  // d and dmin: fp16 NaN
+    for (uint64_t b = 0; b < bytes; b += 144) {
+      f.seekp(static_cast<std::streamoff>(at + b));
+      f.write(nan16, 4);
+    }
+  }
+  const CliResult p = run_cli({"perplexity", "-m", path, "-f", shared_path("data/austen-pride-and-prejudice-flat.txt"),
+                               "--max-tokens", "100"});
+  EXPECT_TRUE(p.exit_code == 0 || p.exit_code == 1) << p.exit_code << " " << p.err;
+  const CliResult g = run_cli({"generate", "-m", path, "-p", "It is a truth", "-n", "8", "--temp", "0"});
+  EXPECT_TRUE(g.exit_code == 0 || g.exit_code == 1) << g.exit_code << " " << g.err;
+  std::filesystem::remove(path);
 }
 
 }  // namespace
