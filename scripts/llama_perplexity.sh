@@ -30,8 +30,14 @@ perp=$dir/build-native/bin/llama-perplexity
 
 # The same tokens in both: llama-perplexity reads chunks * 512 tokens; h2o scores that many.
 tokens=$((chunks * 512))
-ppl_h2o() { "$h2o" perplexity -m "$1" -f "$text" --ctx 512 --max-tokens "$tokens" -t "$threads" --json 2>/dev/null |
-            node -e 'console.log(JSON.parse(require("fs").readFileSync(0,"utf8")).ppl.toFixed(4))'; }
+# "full second-half": every scored token, and window positions 256..511 only.
+ppl_h2o() { "$h2o" perplexity -m "$1" -f "$text" --ctx 512 --max-tokens "$tokens" -t "$threads" --json --per-token 2>/dev/null |
+            node -e '
+              const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
+              let s = 0, n = 0;
+              for (let w = 0; (w + 1) * 511 <= j.nll.length; ++w)
+                for (let k = 255; k < 511; ++k) { s += j.nll[w * 511 + k]; ++n; }
+              console.log(j.ppl.toFixed(4) + " " + Math.exp(s / n).toFixed(4));'; }
 ppl_llama() {
   local p=""
   for _ in 1 2 3; do  # a run killed on a busy machine prints no estimate: try again
@@ -43,12 +49,15 @@ ppl_llama() {
 }
 
 f32=$shared/models/books4M-f32.gguf
-h_f32=$(ppl_h2o "$f32") l_f32=$(ppl_llama "$f32")
-printf '%-8s %10s %10s %10s %10s\n' mix "h2o ppl" "change" "llama ppl" "change"
-printf '%-8s %10s %10s %10s %10s\n' F32 "$h_f32" "" "$l_f32" ""
+read -r h_f32 hs_f32 <<< "$(ppl_h2o "$f32")"
+l_f32=$(ppl_llama "$f32")
+pct() { echo "($1 / $2 - 1) * 100" | bc -l; }
+printf '%-8s %10s %8s  %12s %8s  %10s %8s\n' mix "h2o ppl" change "h2o 2nd-half" change "llama ppl" change
+printf '%-8s %10s %8s  %12s %8s  %10s %8s\n' F32 "$h_f32" "" "$hs_f32" "" "$l_f32" ""
 for m in "${mixes[@]}"; do
   f=$files/books4M-$m.gguf
-  h=$(ppl_h2o "$f") l=$(ppl_llama "$f")
-  printf '%-8s %10s %9.2f%% %10s %9.2f%%\n' "$m" "$h" "$(echo "($h / $h_f32 - 1) * 100" | bc -l)" \
-    "$l" "$(echo "($l / $l_f32 - 1) * 100" | bc -l)"
+  read -r h hs <<< "$(ppl_h2o "$f")"
+  l=$(ppl_llama "$f")
+  printf '%-8s %10s %7.2f%%  %12s %7.2f%%  %10s %7.2f%%\n' "$m" "$h" "$(pct "$h" "$h_f32")" "$hs" "$(pct "$hs" "$hs_f32")" \
+    "$l" "$(pct "$l" "$l_f32")"
 done
