@@ -1,6 +1,6 @@
 // Microbenchmarks of the kernels (Google Benchmark), on every SIMD target this CPU runs
 // ("scalar" is the reference code, the engine's path before SIMD):
-//   matvec/<type>/<rows>x<cols>/<target>   one token (kMatvecShapes)
+//   matvec/<type>/<rows>x<cols>/<target>   one token (kMatvecShapes), every registered type
 //   gemm64/<type>/2048x2048/<target>       64 tokens (prefill)
 //   attn_dot/<head_dim>x<slots>/<target>   q.k over 1024 slots, then the value accumulation
 // One thread. items/s counts multiply-adds; bytes/s counts weight bytes read.
@@ -26,13 +26,29 @@
 namespace h2o {
 namespace {
 
-// A rows x cols matrix of `type` with random values (owning its bytes), Q8_0/Q4_0 packed
-// as a loaded model's are.
+// A rows x cols matrix of `type` with random values (owning its bytes), quantized types
+// packed as a loaded model's are. Quantized types: random codes, scales and mins with small
+// fp16 super-scales (the encoders are too slow for 65M values; the kernels' speed does not
+// depend on the values).
 struct OwnedMatrix {
   std::vector<uint8_t> bytes;
   AlignedBuffer packed;
   Matrix m;
 };
+
+// Where a block keeps its fp16 super-scale(s).
+std::pair<size_t, size_t> scale_fields(TensorType t) {
+  switch (t) {
+    case TensorType::Q2_K: return {80, 82};
+    case TensorType::Q3_K: return {108, 108};
+    case TensorType::Q6_K: return {208, 208};
+    case TensorType::Q4_1:
+    case TensorType::Q5_1:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K: return {0, 2};
+    default: return {0, 0};
+  }
+}
 
 OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -43,15 +59,14 @@ OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
   o.m.cols = cols;
   o.m.row_bytes = row_bytes(type, static_cast<size_t>(cols));
   o.bytes.resize(o.m.row_bytes * static_cast<size_t>(rows));
-  if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
-    // No quantizer for k-quants: random bytes with sane fp16 scales.
+  if (is_packable(type)) {
     for (auto& b : o.bytes) b = static_cast<uint8_t>(rng());
     const size_t block = traits(type).block_bytes;
     const uint16_t d = fp32_to_fp16(0.001f);
+    const auto [d_at, dmin_at] = scale_fields(type);
     for (size_t off = 0; off < o.bytes.size(); off += block) {
-      const size_t at = type == TensorType::Q4_K ? 0 : 208;
-      std::memcpy(&o.bytes[off + at], &d, 2);
-      if (type == TensorType::Q4_K) std::memcpy(&o.bytes[off + 2], &d, 2);
+      std::memcpy(&o.bytes[off + d_at], &d, 2);
+      std::memcpy(&o.bytes[off + dmin_at], &d, 2);
     }
   } else {
     std::vector<float> row(static_cast<size_t>(cols));
@@ -62,9 +77,10 @@ OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
   }
   o.m.data = o.bytes.data();
   if (is_packable(type)) {
-    o.packed = AlignedBuffer(packed_quant_shape(type, static_cast<size_t>(rows), static_cast<size_t>(cols)).bytes());
-    pack_quant_matrix(type, o.m.data, o.m.row_bytes, static_cast<size_t>(rows), static_cast<size_t>(cols),
-                      o.packed.data());
+    ThreadPool pool(1);
+    o.packed = AlignedBuffer(packed_shape(type, static_cast<size_t>(rows), static_cast<size_t>(cols)).bytes());
+    pack_matrix(type, o.m.data, o.m.row_bytes, static_cast<size_t>(rows), static_cast<size_t>(cols), o.packed.data(),
+                pool);
     o.m.packed = o.packed.data();
   }
   return o;
@@ -111,18 +127,16 @@ void bench_attention(benchmark::State& state, const KernelTable* k, int head_dim
 }
 
 // rows x cols: TinyLlama's wq/wo, w_gate/w_up and output (larger than the L3 cache: read
-// from memory, as decode reads every matrix), then books4M's w_up and w_down (the
-// end-to-end decode benchmark's model).
-constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}, {688, 256}, {256, 688}};
+// from memory, as decode reads every matrix), then two small ones (cache-resident).
+constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}, {768, 256}, {256, 768}};
 
 void register_all() {
-  const TensorType types[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
-                              TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K};
   for (const SimdTarget& t : available_simd_targets()) {
     const KernelTable* k = &kernels_for(t);
     const std::string target(t.name);
-    for (const TensorType type : types) {
-      const std::string tn(traits(type).name);
+    for (const TypeInfo* ti : all_types()) {
+      const TensorType type = ti->type;
+      const std::string tn(ti->name);
       for (const auto& [rows, cols] : kMatvecShapes) {
         benchmark::RegisterBenchmark(
             ("matvec/" + tn + "/" + std::to_string(rows) + "x" + std::to_string(cols) + "/" + target).c_str(),

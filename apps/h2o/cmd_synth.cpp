@@ -79,8 +79,8 @@ void register_synth(CLI::App& app) {
   cmd->add_option("--shape", f->shape, names + " (see --list)");
   cmd->add_option(
          "--type", f->type,
-         "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k (norms stay f32; the K-quants need widths that are "
-         "multiples of 256)")
+         "Matrix type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs "
+         "(norms stay f32; the K-quants and iq4_xs need widths that are multiples of 256)")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "Output .gguf file");
   cmd->add_option("-s,--seed", f->seed, "Weight seed")->check(unsigned_integer())->capture_default_str();

@@ -18,5 +18,6 @@ void register_batch(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace h2o::cli

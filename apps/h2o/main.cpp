@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   h2o::cli::register_serve(app);
   h2o::cli::register_convert(app);
   h2o::cli::register_tokenize(app);
+  h2o::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

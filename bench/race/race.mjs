@@ -12,8 +12,8 @@
 //
 //   node race.mjs summarize RESULTS.jsonl [--json]
 //       Reads the lines written by scripts/race.sh ({"engine":"h2o"|"llama.cpp","model":...,
-//       "prefill":tok/s,"decode":tok/s}) and prints, per model, the median of each engine
-//       and the ratio h2o / llama.cpp.
+//       "prefill":tok/s,"decode":tok/s}, and one "machine" line) and prints, per model, the
+//       median of each engine, the ratio h2o / llama.cpp and decode's share of the triad.
 import fs from "node:fs";
 import path from "node:path";
 
@@ -171,7 +171,9 @@ function llamaCppRelease() {
 function summarize(o) {
   const file = o._[1];
   if (!file) throw new Error("summarize: RESULTS.jsonl is required");
-  const rows = fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const all = fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  const machine = all.find((r) => r.engine === "machine");
+  const rows = all.filter((r) => r.engine !== "machine");
   const models = [...new Set(rows.map((r) => r.label ?? r.model))];
   const out = [];
   for (const m of models) {
@@ -186,25 +188,35 @@ function summarize(o) {
       entry[k] = {h2o: median(h[k]), llama_cpp: median(l[k]), llama_cpp_wall: median(l[`${k}_wall`]),
                   ratio: median(h[k]) / median(l[k]), h2o_values: h[k], llama_cpp_values: l[k]};
     }
+    // Decode's share of the triad measured in the same repetitions: bytes per token are the
+    // file's weights (+ KV) that h2o's bench counts, the same for both engines.
+    const gbs = of("h2o", "decode_gb_per_s"), triads = of("h2o", "triad_gb_per_s").filter((x) => x > 0);
+    const bytesPerToken = median(gbs.map((g, i) => g / h.decode[i]));
+    const triad = median(triads);
+    entry.triad_gb_per_s = triad;
+    entry.h2o_fraction_of_triad = median(gbs) / triad;
+    entry.llama_cpp_fraction_of_triad = (entry.decode.llama_cpp * bytesPerToken) / triad;
     out.push(entry);
   }
   if (o.json) {
-    process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+    process.stdout.write(JSON.stringify({machine, models: out}, null, 2) + "\n");
     return;
   }
   const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "-");
-  const head = ["model", "metric", "h2o tok/s", "llama.cpp tok/s", "ratio", "(llama.cpp JS wall)"];
+  const pct = (x) => (Number.isFinite(x) ? (100 * x).toFixed(1) + "%" : "-");
+  const head = ["model", "metric", "h2o tok/s", "llama.cpp tok/s", "ratio", "h2o %triad", "llama %triad"];
   const lines = [head];
   for (const e of out) {
-    for (const k of ["prefill", "decode"]) {
-      lines.push([e.model, k, f(e[k].h2o), f(e[k].llama_cpp), f(e[k].ratio, 3) + "x", f(e[k].llama_cpp_wall)]);
-    }
+    lines.push([e.model, "prefill", f(e.prefill.h2o), f(e.prefill.llama_cpp), f(e.prefill.ratio, 3) + "x", "", ""]);
+    lines.push([e.model, "decode", f(e.decode.h2o), f(e.decode.llama_cpp), f(e.decode.ratio, 3) + "x",
+                pct(e.h2o_fraction_of_triad), pct(e.llama_cpp_fraction_of_triad)]);
   }
   const w = head.map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   for (const l of lines) console.log(l.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  "));
   const e0 = out[0] ?? {};
   console.log(`\n${e0.threads} threads, prompt ${e0.n_prompt} tok, decode ${e0.n_gen} tok, median of ${e0.reps} alternating runs each; ` +
-              `llama.cpp ${e0.llama_cpp}, CPU backend ${e0.cpu_variant}; ratio = h2o / llama.cpp (llama.cpp's own timers)`);
+              `llama.cpp ${e0.llama_cpp}, CPU backend ${e0.cpu_variant}; ratio = h2o / llama.cpp; triad ${f(e0.triad_gb_per_s, 1)} GB/s`);
+  if (machine) console.log(`machine: ${machine.cpu}; flags: ${machine.flags}; H2O_SIMD=${machine.h2o_simd}; ${machine.date}`);
 }
 
 const opts = parseArgs(process.argv.slice(2));

@@ -363,7 +363,7 @@ GgufTensor read_tensor_info(Reader& r, uint64_t index) {
   }
   const auto type_id = r.read<uint32_t>("tensor type");
   const auto tr = type_traits(type_id);
-  if (!tr) r.error("unknown or unsupported tensor type id {}", type_id);
+  if (!tr) r.error("unsupported tensor type {}", type_name(type_id));
   t.type = tr->type;
   t.offset = r.read<uint64_t>("tensor data offset");
   compute_sizes(r, *tr, t);

@@ -129,6 +129,10 @@ InspectReport inspect_model(const std::string& path) {
   for (const auto& t : r.tensors) {
     r.total_params += t.n_elements;
     r.total_bytes += t.n_bytes;
+    auto it = std::find_if(r.types.begin(), r.types.end(), [&](const auto& c) { return c.type == t.type; });
+    if (it == r.types.end()) it = r.types.insert(r.types.end(), {t.type, 0, 0});
+    ++it->tensors;
+    it->bytes += t.n_bytes;
   }
   return r;
 }
@@ -142,6 +146,11 @@ std::string report_to_text(const InspectReport& r) {
   out += fmt::format("parameters: {}\n", with_commas(r.total_params));
   out += fmt::format("tensors:    {} ({} bytes, {})\n", r.tensors.size(),
                      with_commas(r.total_bytes), human_bytes(r.total_bytes));
+  std::string types;
+  for (const auto& c : r.types) {
+    types += fmt::format("{}{} x{} ({})", types.empty() ? "" : ", ", c.type, c.tensors, human_bytes(c.bytes));
+  }
+  out += fmt::format("types:      {}\n", types);
 
   size_t key_w = 3, type_w = 4;
   for (const auto& m : r.metadata) {
@@ -178,6 +187,8 @@ nlohmann::json report_to_json(const InspectReport& r) {
   j["file_bytes"] = r.file_bytes;
   j["total_params"] = r.total_params;
   j["total_bytes"] = r.total_bytes;
+  auto& types = j["types"] = nlohmann::json::object();
+  for (const auto& c : r.types) types[c.type] = {{"tensors", c.tensors}, {"bytes", c.bytes}};
   auto& meta = j["metadata"] = nlohmann::json::array();
   for (const auto& m : r.metadata) meta.push_back({{"key", m.key}, {"type", m.type}, {"value", m.value}});
   auto& tensors = j["tensors"] = nlohmann::json::array();

@@ -41,6 +41,11 @@ struct InspectReport {
   std::vector<InspectTensor> tensors;
   uint64_t total_params = 0;  // sum of tensor element counts
   uint64_t total_bytes = 0;   // sum of tensor data bytes
+  struct TypeCount {
+    std::string type;
+    uint64_t tensors = 0, bytes = 0;
+  };
+  std::vector<TypeCount> types;  // per tensor type, in order of first appearance
 };
 
 // Opens and validates the file; throws h2o::Error ("<path>: <problem>") on any defect.

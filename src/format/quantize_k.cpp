@@ -1,87 +1,59 @@
+// clang-format off
+#include "common/strict_fp.h"  // first: encoders and references round as written
+// clang-format on
 #include "format/quantize_k.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 
-#include "common/check.h"
 #include "format/tensor_type.h"
 
 namespace h2o {
-namespace {
 
-constexpr size_t kSuperBlock = 256;  // ggml's QK_K
-constexpr size_t kQ4KBytes = 144;
-constexpr size_t kQ6KBytes = 210;
-// Groups whose largest magnitude is below this are treated as all zero (ggml's GROUP_MAX_EPS).
-constexpr float kGroupMaxEps = 1e-15f;
+int nearest_int(float v) { return static_cast<int>(std::lrint(v)); }
 
-// Round to nearest, ties to even: what ggml's nearest_int computes with its float trick.
-int round_int(float v) { return static_cast<int>(std::lrint(v)); }
-
-void store_f16(uint8_t* p, float v) {
-  const uint16_t h = fp32_to_fp16(v);
-  p[0] = static_cast<uint8_t>(h & 0xFF);
-  p[1] = static_cast<uint8_t>(h >> 8);
-}
-
-float load_f16(const uint8_t* p) { return fp16_to_fp32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
-
-// ---- Q4_K ---------------------------------------------------------------------------
-
-// An affine fit x ≈ scale*L - offset, L in [0, nmax], offset >= 0 (so the grid reaches
-// down to zero or below), as ggml's make_qkx2_quants: start from the grid spanning
-// [min(x, 0), max(x)], then try grids slightly narrower and wider, refitting scale and
-// offset by weighted least squares for each, and keep whichever has the smallest weighted
-// squared error. The refit may clip a few extreme values if that lowers the total error.
-struct AffineFit {
-  float scale = 0.0f;
-  float offset = 0.0f;
-};
-
-AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* levels) {
-  constexpr float kRangeMin = -1.0f;  // the trial grids span nmax-1 .. nmax+1 steps
-  constexpr float kRangeStep = 0.1f;
-  constexpr int kTrials = 20;
+float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, float rdelta, int nstep, bool abs_error,
+                 uint8_t* L, float* offset) {
   float lo = x[0], hi = x[0];
-  float sum_w = w[0], sum_x = w[0] * x[0];
+  float sum_w = w[0];
+  float sum_x = sum_w * x[0];
   for (int i = 1; i < n; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
     sum_w += w[i];
     sum_x += w[i] * x[i];
   }
-  lo = std::min(lo, 0.0f);
+  if (lo > 0.0f) lo = 0.0f;
   if (hi == lo) {  // all zero, or constant <= 0: the offset alone represents it
-    std::fill(levels, levels + n, uint8_t{0});
-    return {0.0f, -lo};
+    std::fill(L, L + n, uint8_t{0});
+    *offset = -lo;
+    return 0.0f;
   }
-  const auto nmaxf = static_cast<float>(nmax);
-  float iscale = nmaxf / (hi - lo);
+  const auto error_of = [&](float diff) { return abs_error ? std::fabs(diff) : diff * diff; };
+  const auto level = [&](float iscale, int i) { return std::clamp(nearest_int(iscale * (x[i] - lo)), 0, nmax); };
+  float iscale = static_cast<float>(nmax) / (hi - lo);
   float scale = 1.0f / iscale;
-  float best_err = 0.0f;
+  float best_error = 0.0f;
   for (int i = 0; i < n; ++i) {
-    const int l = std::clamp(round_int(iscale * (x[i] - lo)), 0, nmax);
-    levels[i] = static_cast<uint8_t>(l);
-    const float diff = scale * static_cast<float>(l) + lo - x[i];
-    best_err += w[i] * diff * diff;
+    L[i] = static_cast<uint8_t>(level(iscale, i));
+    best_error += w[i] * error_of(scale * static_cast<float>(L[i]) + lo - x[i]);
   }
-  std::array<uint8_t, 32> trial{};
-  for (int is = 0; is <= kTrials; ++is) {
-    // Note `lo` is the best offset so far (as in ggml): later grids start from it.
-    iscale = (kRangeMin + kRangeStep * static_cast<float>(is) + nmaxf) / (hi - lo);
+  uint8_t trial[32];  // n <= 32 (sub-blocks of 16 or 32)
+  for (int is = 0; is <= nstep; ++is) {
+    // `lo` is the best offset so far (as in ggml): later grids start from it.
+    iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (hi - lo);
     float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
     for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(round_int(iscale * (x[i] - lo)), 0, nmax);
-      trial[static_cast<size_t>(i)] = static_cast<uint8_t>(l);
+      const int l = level(iscale, i);
+      trial[i] = static_cast<uint8_t>(l);
       const auto lf = static_cast<float>(l);
       sum_l += w[i] * lf;
       sum_l2 += w[i] * lf * lf;
       sum_xl += w[i] * lf * x[i];
     }
     const float det = sum_w * sum_l2 - sum_l * sum_l;
-    if (det <= 0.0f) continue;
+    if (!(det > 0.0f)) continue;
     // Weighted least squares for x ≈ s*l + m with these levels.
     float s = (sum_w * sum_xl - sum_x * sum_l) / det;
     float m = (sum_l2 * sum_x - sum_l * sum_xl) / det;
@@ -90,106 +62,43 @@ AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* l
       s = sum_xl / sum_l2;
     }
     float err = 0.0f;
-    for (int i = 0; i < n; ++i) {
-      const float diff = s * static_cast<float>(trial[static_cast<size_t>(i)]) + m - x[i];
-      err += w[i] * diff * diff;
-    }
-    if (err < best_err) {
-      std::copy(trial.begin(), trial.begin() + n, levels);
-      best_err = err;
+    for (int i = 0; i < n; ++i) err += w[i] * error_of(s * static_cast<float>(trial[i]) + m - x[i]);
+    if (err < best_error) {
+      std::copy(trial, trial + n, L);
+      best_error = err;
       scale = s;
       lo = m;
     }
   }
-  return {scale, -lo};
+  *offset = -lo;
+  return scale;
 }
 
-void quantize_q4_k_block(const float* x, uint8_t* out) {
-  constexpr int kSub = 32;  // values per sub-block
-  constexpr int kNSub = 8;
-  std::array<uint8_t, kSuperBlock> levels{};
-  std::array<float, kNSub> scales{}, offsets{};
-  float max_scale = 0.0f, max_offset = 0.0f;
-  for (int j = 0; j < kNSub; ++j) {
-    const float* xs = x + j * kSub;
-    // ggml's weighting: each value counts by its magnitude plus the sub-block's RMS.
-    float sum_x2 = 0.0f;
-    for (int l = 0; l < kSub; ++l) sum_x2 += xs[l] * xs[l];
-    const float rms = std::sqrt(sum_x2 / static_cast<float>(kSub));
-    std::array<float, kSub> w{};
-    for (int l = 0; l < kSub; ++l) w[static_cast<size_t>(l)] = rms + std::fabs(xs[l]);
-    const AffineFit f = fit_affine(xs, w.data(), kSub, 15, levels.data() + j * kSub);
-    scales[static_cast<size_t>(j)] = f.scale;
-    offsets[static_cast<size_t>(j)] = f.offset;
-    max_scale = std::max(max_scale, f.scale);
-    max_offset = std::max(max_offset, f.offset);
-  }
+namespace {
 
-  // Sub-block scales and offsets become 6-bit multiples of d = max/63 and dmin = max/63.
-  const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
-  const float inv_offset = max_offset > 0.0f ? 63.0f / max_offset : 0.0f;
-  std::array<uint8_t, kNSub> qscale{}, qoffset{};
-  uint8_t* packed = out + 4;
-  std::memset(packed, 0, 12);
-  for (int j = 0; j < kNSub; ++j) {
-    const auto ls = static_cast<uint8_t>(std::clamp(round_int(inv_scale * scales[static_cast<size_t>(j)]), 0, 63));
-    const auto lm = static_cast<uint8_t>(std::clamp(round_int(inv_offset * offsets[static_cast<size_t>(j)]), 0, 63));
-    qscale[static_cast<size_t>(j)] = ls;
-    qoffset[static_cast<size_t>(j)] = lm;
-    if (j < 4) {
-      packed[j] = ls;
-      packed[j + 4] = lm;
-    } else {
-      packed[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-      packed[j - 4] = static_cast<uint8_t>(packed[j - 4] | ((ls >> 4) << 6));
-      packed[j] = static_cast<uint8_t>(packed[j] | ((lm >> 4) << 6));
-    }
-  }
-  store_f16(out, max_scale / 63.0f);
-  store_f16(out + 2, max_offset / 63.0f);
-
-  // Requantize every value against the scales as the decoder will see them (after the
-  // fp16 and 6-bit rounding): the nearest level of the stored grid.
-  const float d = load_f16(out), dmin = load_f16(out + 2);
-  for (int j = 0; j < kNSub; ++j) {
-    const float dj = d * static_cast<float>(qscale[static_cast<size_t>(j)]);
-    if (dj == 0.0f) continue;  // every level decodes to -mj; keep the fit's levels
-    const float mj = dmin * static_cast<float>(qoffset[static_cast<size_t>(j)]);
-    for (int l = 0; l < kSub; ++l) {
-      const int q = std::clamp(round_int((x[j * kSub + l] + mj) / dj), 0, 15);
-      levels[static_cast<size_t>(j * kSub + l)] = static_cast<uint8_t>(q);
-    }
-  }
-
-  // Nibbles: each 64-value chunk c fills bytes 32c..32c+31, first half low, second high.
-  uint8_t* qs = out + 16;
-  for (size_t c = 0; c < kSuperBlock / 64; ++c) {
-    for (size_t l = 0; l < 32; ++l) {
-      qs[32 * c + l] = static_cast<uint8_t>(levels[64 * c + l] | (levels[64 * c + l + 32] << 4));
-    }
-  }
-}
-
-// ---- Q6_K ---------------------------------------------------------------------------
-
-// A symmetric fit x ≈ scale*l, l in [-nmax, nmax-1], as ggml's make_qx_quants with its
-// x² weighting (rmse_type 1): the largest-magnitude value maps to -nmax (the end with the
-// extra level), then grids of nmax ± 0.9 steps are tried and the least-squares scale of
-// the one with the smallest weighted error is kept. Levels are stored offset by nmax.
-float fit_symmetric(const float* x, int n, int nmax, uint8_t* levels) {
-  float amax = 0.0f, max = 0.0f;
+// The largest-magnitude value of x[0..n) (the first of equals), and its magnitude.
+float signed_max(const float* x, int n, float* amax) {
+  float max = 0.0f;
+  *amax = 0.0f;
   for (int i = 0; i < n; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
+    if (std::fabs(x[i]) > *amax) {
+      *amax = std::fabs(x[i]);
       max = x[i];
     }
   }
+  return max;
+}
+
+}  // namespace
+
+float fit_symmetric(const float* x, int n, int nmax, uint8_t* L) {
+  float amax = 0.0f;
+  const float max = signed_max(x, n, &amax);
   if (amax < kGroupMaxEps) {
-    std::fill(levels, levels + n, uint8_t{0});
+    std::fill(L, L + n, uint8_t{0});
     return 0.0f;
   }
-  const auto nmaxf = static_cast<float>(nmax);
-  const auto level = [&](float iscale, int i) { return std::clamp(round_int(iscale * x[i]), -nmax, nmax - 1); };
+  const auto level = [&](float iscale, int i) { return std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1); };
   const auto sums = [&](float iscale, float& sumlx, float& suml2) {
     sumlx = suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
@@ -200,9 +109,9 @@ float fit_symmetric(const float* x, int n, int nmax, uint8_t* levels) {
     }
   };
   const auto set_levels = [&](float iscale) {
-    for (int i = 0; i < n; ++i) levels[i] = static_cast<uint8_t>(level(iscale, i) + nmax);
+    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(level(iscale, i) + nmax);
   };
-  float iscale = -nmaxf / max;
+  float iscale = static_cast<float>(-nmax) / max;
   float sumlx = 0.0f, suml2 = 0.0f;
   sums(iscale, sumlx, suml2);
   set_levels(iscale);
@@ -212,7 +121,7 @@ float fit_symmetric(const float* x, int n, int nmax, uint8_t* levels) {
   float best = scale * sumlx;
   for (int is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    iscale = -(nmaxf + 0.1f * static_cast<float>(is)) / max;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
     sums(iscale, sumlx, suml2);
     if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
       set_levels(iscale);
@@ -223,73 +132,192 @@ float fit_symmetric(const float* x, int n, int nmax, uint8_t* levels) {
   return scale;
 }
 
-void quantize_q6_k_block(const float* x, uint8_t* out) {
-  constexpr int kSub = 16;
-  constexpr int kNSub = 16;
-  std::array<uint8_t, kSuperBlock> levels{};  // 0..63, i.e. q + 32
-  std::array<float, kNSub> scales{};
-  float max_scale = 0.0f, max_abs_scale = 0.0f;
-  for (int j = 0; j < kNSub; ++j) {
-    const float s = fit_symmetric(x + j * kSub, kSub, 32, levels.data() + j * kSub);
-    scales[static_cast<size_t>(j)] = s;
-    if (std::fabs(s) > max_abs_scale) {
-      max_abs_scale = std::fabs(s);
-      max_scale = s;
+float fit_q3(const float* x, int n, int nmax, uint8_t* L) {
+  float amax = 0.0f;
+  const float max = signed_max(x, n, &amax);
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, uint8_t{0});
+    return 0.0f;
+  }
+  const float iscale = static_cast<float>(-nmax) / max;
+  int l[32];  // n <= 32
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    l[i] = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * static_cast<float>(l[i]);
+    suml2 += w * static_cast<float>(l[i]) * static_cast<float>(l[i]);
+  }
+  // Move one level at a time to its least-squares value given the others, while that
+  // raises sumlx^2 / suml2 (the error's reduction).
+  for (int pass = 0; pass < 5; ++pass) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      const auto li = static_cast<float>(l[i]);
+      float slx = sumlx - w * x[i] * li;
+      if (slx > 0.0f) {
+        float sl2 = suml2 - w * li * li;
+        const int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+        if (new_l != l[i]) {
+          const auto nl = static_cast<float>(new_l);
+          slx += w * x[i] * nl;
+          sl2 += w * nl * nl;
+          if (sl2 > 0.0f && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            l[i] = new_l;
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(l[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+int iq4_index(float x) {
+  const int8_t* v = kIq4Values;
+  if (x <= static_cast<float>(v[0])) return 0;
+  if (x >= static_cast<float>(v[15])) return 15;
+  int lo = 0, hi = 15;  // v[lo] <= x < v[hi]: bisect
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (x < static_cast<float>(v[mid])) {
+      hi = mid;
+    } else {
+      lo = mid;
     }
   }
-  if (max_abs_scale < kGroupMaxEps) {  // all (near) zero: an all-zero block decodes to 0
-    std::memset(out, 0, kQ6KBytes);
-    return;
-  }
+  return x - static_cast<float>(v[hi - 1]) < static_cast<float>(v[hi]) - x ? hi - 1 : hi;
+}
 
-  // int8 sub-block scales: the largest-magnitude one becomes -128 (the scales' signs
-  // follow the fits, whose largest value maps to the negative end).
-  const float iscale = -128.0f / max_scale;
-  auto* sc = reinterpret_cast<int8_t*>(out + 192);
-  for (int j = 0; j < kNSub; ++j) {
-    sc[j] = static_cast<int8_t>(std::clamp(round_int(iscale * scales[static_cast<size_t>(j)]), -128, 127));
-  }
-  store_f16(out + 208, 1.0f / iscale);
-
-  // Requantize against the stored scales (fp16 d times the int8 sub-block scale).
-  const float d = load_f16(out + 208);
-  for (int j = 0; j < kNSub; ++j) {
-    const float dj = d * static_cast<float>(sc[j]);
-    if (dj == 0.0f) continue;  // decodes to zero whatever the levels
-    for (int l = 0; l < kSub; ++l) {
-      const int q = std::clamp(round_int(x[j * kSub + l] / dj), -32, 31);
-      levels[static_cast<size_t>(j * kSub + l)] = static_cast<uint8_t>(q + 32);
+void quantize_iq4(const float* x, int n, int ntry, uint16_t* d_out, uint8_t* q4, int8_t* ls) {
+  constexpr int kBlock = 32;
+  const int nb = n / kBlock;
+  const auto v0 = static_cast<float>(kIq4Values[0]);
+  uint8_t L[256] = {};  // n <= 256
+  float scales[8] = {};
+  float max_scale = 0.0f, amax_scale = 0.0f;
+  for (int ib = 0; ib < nb; ++ib) {
+    const float* xb = x + ib * kBlock;
+    uint8_t* Lb = L + ib * kBlock;
+    float amax = 0.0f;
+    const float max = signed_max(xb, kBlock, &amax);
+    if (amax < kGroupMaxEps) {
+      scales[ib] = 0.0f;
+      continue;
+    }
+    // Weighted (x²) least squares of the scale for the levels nearest x / d.
+    const auto fit = [&](float id, float& sumqx, float& sumq2, bool keep) {
+      sumqx = sumq2 = 0.0f;
+      for (int j = 0; j < kBlock; ++j) {
+        const int l = iq4_index(id * xb[j]);
+        if (keep) Lb[j] = static_cast<uint8_t>(l);
+        const auto q = static_cast<float>(kIq4Values[l]);
+        const float w = xb[j] * xb[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+      }
+    };
+    float d = ntry > 0 ? -max / v0 : max / v0;
+    float sumqx = 0.0f, sumq2 = 0.0f;
+    fit(1.0f / d, sumqx, sumq2, true);
+    d = sumq2 > 0.0f ? sumqx / sumq2 : 0.0f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      fit(static_cast<float>(itry + kIq4Values[0]) / max, sumqx, sumq2, false);
+      if (sumq2 > 0.0f && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    if (std::fabs(d) > amax_scale) {
+      amax_scale = std::fabs(d);
+      max_scale = d;
     }
   }
-
-  // Bit planes, per half of 128 values (see the header for the layout).
-  for (size_t h = 0; h < 2; ++h) {
-    uint8_t* ql = out + 64 * h;
-    uint8_t* qh = out + 128 + 32 * h;
-    const uint8_t* lv = levels.data() + 128 * h;
-    for (size_t l = 0; l < 32; ++l) {
-      const uint8_t q1 = lv[l], q2 = lv[l + 32], q3 = lv[l + 64], q4 = lv[l + 96];
-      ql[l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
-      ql[l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
-      qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+  if (nb > 1) {
+    // 6-bit block scales of one super-scale d = -max/32 (requantized against the
+    // unrounded d, as ggml does).
+    const float d = -max_scale / 32.0f;
+    *d_out = fp32_to_fp16(d);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int ib = 0; ib < nb; ++ib) {
+      const int l = std::clamp(nearest_int(id * scales[ib]), -32, 31);
+      const float dl = d * static_cast<float>(l);
+      const float idl = dl != 0.0f ? 1.0f / dl : 0.0f;
+      for (int j = 0; j < kBlock; ++j) L[ib * kBlock + j] = static_cast<uint8_t>(iq4_index(idl * x[ib * kBlock + j]));
+      ls[ib] = static_cast<int8_t>(l);
+    }
+  } else {
+    *d_out = fp32_to_fp16(scales[0]);
+    if (ntry > 0) {
+      const float id = scales[0] != 0.0f ? 1.0f / scales[0] : 0.0f;
+      for (int j = 0; j < n; ++j) L[j] = static_cast<uint8_t>(iq4_index(id * x[j]));
+    }
+  }
+  for (int ib = 0; ib < nb; ++ib) {
+    for (int j = 0; j < 16; ++j) {
+      q4[16 * ib + j] = static_cast<uint8_t>(L[kBlock * ib + j] | (L[kBlock * ib + 16 + j] << 4));
     }
   }
 }
 
-void check_length(const char* type, size_t n) {
-  if (n % kSuperBlock != 0) fail("{}: a row of {} values is not a multiple of {}", type, n, kSuperBlock);
-}
+}  // namespace h2o
 
-}  // namespace
+namespace h2o {
 
-void quantize_row_q4_k(const float* src, uint8_t* dst, size_t n) {
-  check_length("Q4_K", n);
-  for (size_t b = 0; b < n / kSuperBlock; ++b) quantize_q4_k_block(src + b * kSuperBlock, dst + b * kQ4KBytes);
-}
-
-void quantize_row_q6_k(const float* src, uint8_t* dst, size_t n) {
-  check_length("Q6_K", n);
-  for (size_t b = 0; b < n / kSuperBlock; ++b) quantize_q6_k_block(src + b * kSuperBlock, dst + b * kQ6KBytes);
+void quantize_affine_k(const float* x, int nmax, float rmin, int nstep, uint8_t* head, uint8_t* L) {
+  float scales[8], mins[8];
+  float max_scale = 0.0f, max_min = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    // ggml's weighting: each value counts by its magnitude plus the sub-block's RMS.
+    float sum_x2 = 0.0f;
+    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+    const float rms = std::sqrt(sum_x2 / 32.0f);
+    float w[32];
+    for (int l = 0; l < 32; ++l) w[l] = rms + std::fabs(xs[l]);
+    scales[j] = fit_affine(xs, w, 32, nmax, rmin, 0.1f, nstep, false, L + 32 * j, &mins[j]);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  // 6-bit multiples of d and dmin (ggml stores nearest_int as uint8_t, then caps at 63).
+  const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+  uint8_t* s = head + 4;
+  std::memset(s, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      s[j] = ls;
+      s[j + 4] = lm;
+    } else {
+      s[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+      s[j - 4] = static_cast<uint8_t>(s[j - 4] | ((ls >> 4) << 6));
+      s[j] = static_cast<uint8_t>(s[j] | ((lm >> 4) << 6));
+    }
+  }
+  const uint16_t d16 = fp32_to_fp16(max_scale / 63.0f), dmin16 = fp32_to_fp16(max_min / 63.0f);
+  head[0] = static_cast<uint8_t>(d16 & 0xFF);
+  head[1] = static_cast<uint8_t>(d16 >> 8);
+  head[2] = static_cast<uint8_t>(dmin16 & 0xFF);
+  head[3] = static_cast<uint8_t>(dmin16 >> 8);
+  // Requantize against the scales as the decoder will see them.
+  const float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc = 0, m = 0;
+    q4_k_scale_min(j, s, &sc, &m);
+    const float dj = d * static_cast<float>(sc);
+    if (dj == 0.0f) continue;  // every level decodes to -dm: keep the fit's levels
+    const float dm = dmin * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l) L[32 * j + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[32 * j + l] + dm) / dj), 0, nmax));
+  }
 }
 
 }  // namespace h2o

@@ -1,26 +1,8 @@
-// Encoders for ggml's K-quant super-blocks (Q4_K, Q6_K), following ggml's reference
-// quantizers (quantize_row_q4_K_ref / quantize_row_q6_K_ref in ggml-quants.c) so that the
-// bytes are what ggml and dequantize_row() read. Both work on super-blocks of 256 values.
-//
-// Q4_K, 144 bytes per 256 values:
-//   [0..2)    d     fp16: super-scale of the eight 6-bit sub-block scales
-//   [2..4)    dmin  fp16: super-scale of the eight 6-bit sub-block mins
-//   [4..16)   eight (scale, min) pairs of 6 bits each, packed into 12 bytes:
-//             pair j < 4:  scale = byte[j] & 63,  min = byte[j+4] & 63
-//             pair j >= 4: low nibbles in byte[j+4] (scale low, min high), the two high
-//             bits of scale in bits 6..7 of byte[j-4], of min in bits 6..7 of byte[j]
-//   [16..144) 4-bit quants q: values 64c..64c+31 in the low nibbles of bytes 32c..32c+31,
-//             values 64c+32..64c+63 in their high nibbles
-//   value i of sub-block j (32 values each) = d*scale_j * q_i - dmin*min_j
-//
-// Q6_K, 210 bytes per 256 values:
-//   [0..128)   ql: low 4 bits of the quants    [128..192) qh: high 2 bits of the quants
-//   [192..208) sixteen int8 sub-block scales   [208..210) d fp16
-//   value i of sub-block j (16 values each) = d*scale_j * (q_i - 32), q_i in [0, 63]
-//   Each half of 128 values h uses ql[64h..64h+64) and qh[32h..32h+32): for l < 32,
-//   values l, l+32, l+64, l+96 of the half keep their low nibbles in ql[l] (low),
-//   ql[l+32] (low), ql[l] (high), ql[l+32] (high), and their high bit pairs in bits
-//   0-1, 2-3, 4-5, 6-7 of qh[l].
+// The searches ggml's reference quantizers run to pick a block's scale (ggml-quants.c:
+// make_qkx2_quants, make_qx_quants, make_q3_quants, quantize_row_iq4_nl_impl), shared by
+// the encoders in format/types/. Written afresh from their description; each keeps ggml's
+// order of float operations, so that an encoder writes the bytes llama-quantize writes
+// (without an importance matrix).
 #pragma once
 
 #include <cstddef>
@@ -28,8 +10,50 @@
 
 namespace h2o {
 
-// n must be a multiple of 256 (throws h2o::Error otherwise); dst holds n/256 blocks.
-void quantize_row_q4_k(const float* src, uint8_t* dst, size_t n);
-void quantize_row_q6_k(const float* src, uint8_t* dst, size_t n);
+// Values whose group's largest magnitude is below this are treated as all zero (ggml's
+// GROUP_MAX_EPS).
+inline constexpr float kGroupMaxEps = 1e-15f;
+
+// Round to nearest, ties to even: what ggml's nearest_int computes with its float trick.
+int nearest_int(float v);
+
+// An affine fit x ≈ scale*L - offset, L in [0, nmax], offset >= 0 (make_qkx2_quants):
+// start from the grid spanning [min(x, 0), max(x)], then try nstep+1 grids of
+// (nmax + rmin + rdelta*i) steps over that span, refitting scale and offset by weighted
+// least squares for each, and keep whichever has the smallest weighted error (squared, or
+// absolute with `abs_error`). Writes the levels to L; returns the scale, offset in *offset.
+float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, float rdelta, int nstep, bool abs_error,
+                 uint8_t* L, float* offset);
+
+// A symmetric fit x ≈ scale*l, l in [-nmax, nmax-1] with x² weights (make_qx_quants,
+// rmse_type 1): the largest-magnitude value maps to -nmax, then grids of nmax ± 0.1·i
+// steps are tried and the least-squares scale of the best kept. L gets l + nmax.
+float fit_symmetric(const float* x, int n, int nmax, uint8_t* L);
+
+// Q3_K's symmetric fit (make_q3_quants with rmse): from the -nmax grid, levels are moved
+// one at a time while that raises sumlx²/suml2 (up to five passes). L gets l + nmax.
+float fit_q3(const float* x, int n, int nmax, uint8_t* L);
+
+// The level of kIq4Values nearest to x (ties to the lower one), ggml's best_index_int8.
+int iq4_index(float x);
+
+// The IQ4_NL / IQ4_XS search (quantize_row_iq4_nl_impl without an importance matrix) over
+// `n` values in blocks of 32: each block's scale by trying `ntry` grids either side of
+// the largest value, then (n > 32) 6-bit block scales of one fp16 super-scale. Writes the
+// fp16 bits of d, the packed 4-bit indices q4[n / 2] (value j and j + 16 of each block of
+// 32 in one byte), and for n > 32 the 6-bit block scales (ls - 32 in [-32, 31]) into ls.
+void quantize_iq4(const float* x, int n, int ntry, uint16_t* d, uint8_t* q4, int8_t* ls);
+
+}  // namespace h2o
+
+namespace h2o {
+
+// The common part of ggml's Q4_K and Q5_K reference quantizers for one super-block of 256
+// values: per sub-block of 32 an affine fit (fit_affine, weights rms + |x|, nmax levels,
+// trial grids rmin + 0.1·i for i <= nstep), scales and mins as 6-bit multiples of fp16
+// d = max scale / 63 and dmin = max min / 63, then every value requantized to the nearest
+// level of the grid as stored. Writes d, dmin and the 12 packed scale bytes to head[16]
+// (the blocks' first 16 bytes) and the levels (0..nmax) to L[256].
+void quantize_affine_k(const float* x, int nmax, float rmin, int nstep, uint8_t* head, uint8_t* L);
 
 }  // namespace h2o

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "format/types/int_dot.h"
 #include "kernels/reference.h"
 
 namespace h2o {
@@ -97,11 +98,11 @@ const KernelTable& kernels_for(const SimdTarget& target) {
         k.axpy_f32 = &axpy_f32_reference;
         k.dot_rows_f32 = &dot_rows_f32_reference;
         k.axpy_rows_f32 = &axpy_rows_f32_reference;
-        k.quantize_q8 = &quantize_q8_reference;
+        k.quantize_q8 = &quantize_q8_0_reference;
+        k.quantize_q8k = &quantize_q8_k_reference;
       } else {
         fill_float_kernels(t.hwy_target, k);
         fill_quant_kernels(t.hwy_target, k);
-        fill_kquant_kernels(t.hwy_target, k);
       }
     }
     return all;

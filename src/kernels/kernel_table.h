@@ -1,33 +1,28 @@
 // The kernels of one SIMD target as plain function pointers. dispatch.cpp fills one table
 // per target this CPU runs from Highway's per-target tables (simd_float.cpp,
-// simd_quant.cpp, simd_kquant.cpp); matmul.cpp and ops.cpp call through the active one.
+// simd_quant.cpp); matmul.cpp and ops.cpp call through the active one.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-namespace h2o {
+#include "format/tensor_type.h"
+#include "format/types/int_dot.h"
 
-// Activations quantized to Q8_0 blocks of 32 (llama.cpp's vec_dot_type for Q8_0 and Q4_0
-// weights), in two planes: qs[t][cols] int8 and d[t][cols / 32] float (the block's fp16
-// scale, widened). Values and scales are exactly those of quantize_row(Q8_0).
-// Also each block's sum of values, sum[t][cols / 32], which the packed kernels need (see
-// format/packed_quant.h).
-struct Q8Activations {
-  const int8_t* qs = nullptr;
-  const float* d = nullptr;
-  const int32_t* sum = nullptr;
-};
+namespace h2o {
 
 // One call computes out[t * out_stride + r] = dot(row r of w, activation row t)
 // for r in [row_begin, row_end) and t < n_tokens.
 struct GemmArgs {
   const uint8_t* w = nullptr;  // row r starts at w + r * row_bytes, in the weight type
-  size_t row_bytes = 0;        // (Q8_0/Q4_0: w is packed, group g at w + g * group_bytes)
+  size_t row_bytes = 0;        // (quantized types: w is packed, group g at w + g * group_bytes)
   size_t group_bytes = 0;
   size_t cols = 0;
   const float* x = nullptr;  // [n_tokens][cols] float activations (F32/F16/BF16 weights)
-  Q8Activations xq;          // quantized activations (Q8_0/Q4_0/Q4_K/Q6_K weights)
+  // Quantized types: activations of the type's kind (format/types/int_dot.h) for every
+  // token, token t's row at qs + t * cols, d + t * (cols / 32 or cols / 256),
+  // sum + t * (cols / 32), sum16 + t * (cols / 16), sum32 + t * (cols / 32).
+  Q8Activations xq;
   size_t n_tokens = 0;
   float* out = nullptr;
   size_t out_stride = 0;
@@ -49,31 +44,26 @@ struct KernelTable {
   void (*dot_rows_f32)(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n,
                        float* out) = nullptr;
   void (*axpy_rows_f32)(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) = nullptr;
-  // n (a multiple of 32) floats -> Q8_0 values qs[n], scales d[n / 32] and block sums
-  // sum[n / 32].
+  // Activations for the quantized products (format/types/int_dot.h), the same bits as
+  // quantize_q8_0_reference / quantize_q8_k_reference: n (a multiple of 32) floats ->
+  // Q8_0 values qs[n], scales d[n / 32] and block sums sum[n / 32]; n (a multiple of 256)
+  // floats -> Q8_K values qs[n], scales d[n / 256], sums sum16[n / 16], sum32[n / 32].
   void (*quantize_q8)(const float* x, size_t n, int8_t* qs, float* d, int32_t* sum) = nullptr;
+  void (*quantize_q8k)(const float* x, size_t n, int8_t* qs, float* d, int16_t* sum16, int16_t* sum32) = nullptr;
 
-  // Float activations: 16 lanes of fused multiply-adds, halving sum
-  // (dot_f32_fma16_lanes in reference.h).
-  GemmFn gemm_f32 = nullptr;
-  GemmFn gemm_f16 = nullptr;
-  GemmFn gemm_bf16 = nullptr;
-  // Packed Q8_0 / Q4_0 weights (format/packed_quant.h) and Q8_0 activations: per block an
-  // exact int32 sum, times (d_w * d_a), added to one float per output (dot_q8_0_q8_blocks,
-  // dot_q4_0_q8_blocks in reference.h). row_begin is a multiple of 8.
-  GemmFn gemm_q8_0 = nullptr;
-  GemmFn gemm_q4_0 = nullptr;
-  // Q4_K / Q6_K weights as stored (row r at w + r * row_bytes) and Q8_0 activations: per
-  // 32 values an exact int32 sum, scaled in eight float lanes (dot_q4_k_q8_blocks,
-  // dot_q6_k_q8_blocks in reference.h). Any row_begin.
-  GemmFn gemm_q4_k = nullptr;
-  GemmFn gemm_q6_k = nullptr;
+  // Matrix products indexed by the weight type's slot (type_slot(), format/tensor_type.h):
+  //   F32, F16, BF16: float activations, 16 lanes of fused multiply-adds, halving sum
+  //     (dot_f32_fma16_lanes in reference.h); any row_begin;
+  //   quantized types: weights packed (format/packed_quant.h), activations of the type's
+  //     kind in xq, dot_reference's order bit for bit; row_begin a multiple of 8.
+  // A null entry: matmul() runs the type's reference (dot_reference, row by row on the
+  // weights as stored), so every type is correct on every target.
+  GemmFn gemm[kTypeSlots] = {};
 };
 
 // Fill the SIMD entries of `table` with the kernels compiled for Highway target
 // `hwy_target` (one bit of HWY_TARGETS that this CPU supports).
 void fill_float_kernels(int64_t hwy_target, KernelTable& table);   // simd_float.cpp
 void fill_quant_kernels(int64_t hwy_target, KernelTable& table);   // simd_quant.cpp
-void fill_kquant_kernels(int64_t hwy_target, KernelTable& table);  // simd_kquant.cpp
 
 }  // namespace h2o

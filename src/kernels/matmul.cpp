@@ -12,7 +12,7 @@
 namespace h2o {
 namespace {
 
-// Rows per parallel task: a multiple of every kernel's row tile (8: a packed group).
+// Rows per parallel task: a multiple of every kernel's row tile (8: a packed group; 16: two).
 constexpr size_t kRowGroup = 16;
 
 void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
@@ -22,22 +22,68 @@ void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
       rows * a.cols * a.n_tokens);
 }
 
-// Activations quantized to Q8_0 once per call (the quantized weight types):
-// [n_tokens][cols] values, [n_tokens][cols / 32] scales and block sums.
-struct QuantizedActivations {
-  std::vector<int8_t> qs;
-  std::vector<float> d;
-  std::vector<int32_t> sum;
-
-  QuantizedActivations(const KernelTable& k, const float* x, size_t n_tokens, size_t cols)
-      : qs(n_tokens * cols), d(n_tokens * cols / 32), sum(n_tokens * cols / 32) {
-    const size_t nb = cols / 32;
-    for (size_t t = 0; t < n_tokens; ++t) {
-      k.quantize_q8(x + t * cols, cols, qs.data() + t * cols, d.data() + t * nb, sum.data() + t * nb);
+// Activations of a quantized type's kind (format/types/int_dot.h), quantized once per call
+// for every token.
+class QuantizedActivations {
+ public:
+  QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols)
+      : kind_(kind), cols_(cols), qs_(n_tokens * cols) {
+    if (kind == ActKind::Q8_K) {
+      d_.resize(n_tokens * cols / 256);
+      sum16_.resize(n_tokens * cols / 16);
+      sum32_.resize(n_tokens * cols / 32);
+      for (size_t t = 0; t < n_tokens; ++t) {
+        k.quantize_q8k(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 256,
+                       sum16_.data() + t * cols / 16, sum32_.data() + t * cols / 32);
+      }
+    } else {
+      d_.resize(n_tokens * cols / 32);
+      sum_.resize(n_tokens * cols / 32);
+      for (size_t t = 0; t < n_tokens; ++t) {
+        k.quantize_q8(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 32, sum_.data() + t * cols / 32);
+      }
     }
   }
-  Q8Activations view() const { return Q8Activations{qs.data(), d.data(), sum.data()}; }
+  // Token t's row (t = 0: the whole batch, as GemmArgs takes it).
+  Q8Activations token(size_t t) const {
+    const size_t per_d = kind_ == ActKind::Q8_K ? cols_ / 256 : cols_ / 32;
+    Q8Activations a;
+    a.qs = qs_.data() + t * cols_;
+    a.d = d_.data() + t * per_d;
+    if (kind_ == ActKind::Q8_K) {
+      a.sum16 = sum16_.data() + t * cols_ / 16;
+      a.sum32 = sum32_.data() + t * cols_ / 32;
+    } else {
+      a.sum = sum_.data() + t * cols_ / 32;
+    }
+    return a;
+  }
+
+ private:
+  ActKind kind_;
+  size_t cols_;
+  std::vector<int8_t> qs_;
+  std::vector<float> d_;
+  std::vector<int32_t> sum_;
+  std::vector<int16_t> sum16_, sum32_;
 };
+
+// A target without a kernel for the type: the type's reference product, row by row on the
+// weights as stored (the same bits a kernel gives).
+void reference_rows(const TypeInfo& type, const Matrix& w, const QuantizedActivations& xq, size_t n_tokens,
+                    float* out, ThreadPool& pool) {
+  const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
+  pool.parallel_for(
+      rows,
+      [&](size_t begin, size_t end) {
+        for (size_t r = begin; r < end; ++r) {
+          for (size_t t = 0; t < n_tokens; ++t) {
+            out[t * rows + r] = dot_reference(type, w.row(static_cast<int>(r)), xq.token(t), cols);
+          }
+        }
+      },
+      rows * cols * n_tokens);
+}
 
 }  // namespace
 
@@ -54,6 +100,7 @@ void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens,
     matmul_reference(w, x, n_tokens, out, pool);
     return;
   }
+  const TypeInfo& type = traits(w.type);
   const auto rows = static_cast<size_t>(w.rows);
   GemmArgs a;
   a.w = w.data;
@@ -63,38 +110,25 @@ void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens,
   a.n_tokens = static_cast<size_t>(n_tokens);
   a.out = out;
   a.out_stride = rows;
-  switch (w.type) {
-    case TensorType::F32:
-      return run_rows(k.gemm_f32, a, rows, pool);
-    case TensorType::F16:
-      return run_rows(k.gemm_f16, a, rows, pool);
-    case TensorType::BF16:
-      return run_rows(k.gemm_bf16, a, rows, pool);
-    case TensorType::Q8_0:
-    case TensorType::Q4_0: {
-      // Weights packed at load (a matrix made outside a model is packed here, per call).
-      const PackedQuantShape shape = packed_quant_shape(w.type, rows, a.cols);
-      AlignedBuffer copy;
-      a.w = w.packed;
-      if (a.w == nullptr) {
-        copy = AlignedBuffer(shape.bytes());
-        pack_quant_matrix(w.type, w.data, w.row_bytes, rows, a.cols, copy.data());
-        a.w = copy.data();
-      }
-      a.group_bytes = shape.group_bytes;
-      const QuantizedActivations xq(k, x, a.n_tokens, a.cols);
-      a.xq = xq.view();
-      return run_rows(w.type == TensorType::Q8_0 ? k.gemm_q8_0 : k.gemm_q4_0, a, rows, pool);
-    }
-    case TensorType::Q4_K:
-    case TensorType::Q6_K: {
-      // Weights as stored, row by row.
-      const QuantizedActivations xq(k, x, a.n_tokens, a.cols);
-      a.xq = xq.view();
-      return run_rows(w.type == TensorType::Q4_K ? k.gemm_q4_k : k.gemm_q6_k, a, rows, pool);
-    }
+  const GemmFn fn = k.gemm[type_slot(w.type)];
+  if (type.format.act == ActKind::Float) {
+    if (fn == nullptr) fail("no {} matrix product on SIMD target {}", type.name, k.name);
+    return run_rows(fn, a, rows, pool);
   }
-  fail("cannot multiply by tensor type {}", static_cast<uint32_t>(w.type));
+  const QuantizedActivations xq(k, type.format.act, x, a.n_tokens, a.cols);
+  if (fn == nullptr) return reference_rows(type, w, xq, a.n_tokens, out, pool);
+  // Weights packed at load (a matrix made outside a model is packed here, per call).
+  const PackedShape shape = packed_shape(w.type, rows, a.cols);
+  AlignedBuffer copy;
+  a.w = w.packed;
+  if (a.w == nullptr) {
+    copy = AlignedBuffer(shape.bytes());
+    pack_matrix(w.type, w.data, w.row_bytes, rows, a.cols, copy.data(), pool);
+    a.w = copy.data();
+  }
+  a.group_bytes = shape.group_bytes;
+  a.xq = xq.token(0);
+  run_rows(fn, a, rows, pool);
 }
 
 }  // namespace h2o

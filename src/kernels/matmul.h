@@ -1,10 +1,10 @@
 // Matrix products of float activations with weights in their stored type, on the active
-// SIMD target (dispatch.h):
+// SIMD target (dispatch.h), through the kernel table indexed by type:
 //   F32, F16, BF16 weights: fused multiply-adds, F16/BF16 widened in registers;
-//   Q8_0, Q4_0 weights: packed in groups of 8 rows (format/packed_quant.h; Matrix::packed,
-//     else a copy per call), activations quantized to Q8_0 once per call, integer dots;
-//   Q4_K, Q6_K weights: read row by row as stored, activations quantized to Q8_0 as above,
-//     integer dots per 32 values (simd_kquant.cpp).
+//   quantized weights: packed in groups of 8 rows (format/packed_quant.h; Matrix::packed,
+//     else a copy per call), activations quantized once per call to the type's kind (Q8_0
+//     blocks or Q8_K super-blocks, format/types/int_dot.h), integer dots
+//     (packed_gemm-inl.h); a target without the type's kernel runs its reference product.
 // With n_tokens > 1 the kernels tile rows x tokens so a weight block is loaded once for
 // several tokens. Each output element is computed by one thread in one fixed order, the
 // same for every token count and thread count. H2O_SIMD=scalar runs matmul_reference().

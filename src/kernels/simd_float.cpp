@@ -14,7 +14,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_float.cpp"
 // clang-format off
-#include "kernels/strict_fp.h"  // first: see there
+#include "common/strict_fp.h"  // first: see there
 #include "kernels/simd_config.h"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
@@ -207,9 +207,9 @@ void FillFloatKernels(KernelTable& t) {
   t.axpy_f32 = &AxpyF32;
   t.dot_rows_f32 = &DotRowsF32;
   t.axpy_rows_f32 = &AxpyRowsF32;
-  t.gemm_f32 = &FloatGemm<F32Weights>;
-  t.gemm_f16 = &FloatGemm<F16Weights>;
-  t.gemm_bf16 = &FloatGemm<BF16Weights>;
+  t.gemm[type_slot(TensorType::F32)] = &FloatGemm<F32Weights>;
+  t.gemm[type_slot(TensorType::F16)] = &FloatGemm<F16Weights>;
+  t.gemm[type_slot(TensorType::BF16)] = &FloatGemm<BF16Weights>;
 }
 
 }  // namespace h2o::HWY_NAMESPACE

@@ -55,25 +55,25 @@ constexpr int kFirstByteToken = 3;
 constexpr int kMinVocab = kFirstByteToken + 256;
 constexpr float kEmbeddingStd = 0.02f;  // "small": RMSNorm rescales the first block's input anyway
 
-// ggml's llama_ftype for a file whose matrices are all of one type (general.file_type).
+// ggml's llama_ftype for a file whose matrices are all of one type (general.file_type):
+// LLAMA_FTYPE_MOSTLY_<type>, the _S variant for K-quants (every matrix of the one type).
 uint32_t file_type_id(TensorType t) {
   switch (t) {
-    case TensorType::F32:
-      return 0;
-    case TensorType::F16:
-      return 1;
-    case TensorType::Q4_0:
-      return 2;
-    case TensorType::Q8_0:
-      return 7;
-    case TensorType::BF16:
-      return 32;
-    case TensorType::Q4_K:  // LLAMA_FTYPE_MOSTLY_Q4_K_S: every matrix Q4_K (Q4_K_M mixes in Q6_K)
-      return 14;
-    case TensorType::Q6_K:  // LLAMA_FTYPE_MOSTLY_Q6_K
-      return 18;
-    default:
-      break;
+    case TensorType::F32: return 0;
+    case TensorType::F16: return 1;
+    case TensorType::Q4_0: return 2;
+    case TensorType::Q4_1: return 3;
+    case TensorType::Q8_0: return 7;
+    case TensorType::Q5_0: return 8;
+    case TensorType::Q5_1: return 9;
+    case TensorType::Q2_K: return 21;  // Q2_K_S
+    case TensorType::Q3_K: return 11;  // Q3_K_S
+    case TensorType::Q4_K: return 14;  // Q4_K_S (Q4_K_M mixes in Q6_K)
+    case TensorType::Q5_K: return 16;  // Q5_K_S
+    case TensorType::Q6_K: return 18;
+    case TensorType::IQ4_NL: return 25;
+    case TensorType::IQ4_XS: return 30;
+    case TensorType::BF16: return 32;
   }
   fail("synth: tensor type {} cannot be written", traits(t).name);
 }
@@ -274,15 +274,14 @@ const SynthShape& find_synth_shape(std::string_view name) {
 }
 
 TensorType parse_synth_type(std::string_view name) {
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
-                       TensorType::Q4_K, TensorType::Q6_K}) {
-    std::string n(traits(t).name);
+  if (const auto t = find_type(name)) return *t;
+  std::string names;
+  for (const TypeInfo* t : all_types()) {
+    std::string n(t->name);
     for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (n == lower) return t;
+    names += (names.empty() ? "" : ", ") + n;
   }
-  fail("unknown tensor type '{}' (choose f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)", name);
+  fail("unknown tensor type '{}' (choose {})", name, names);
 }
 
 SynthResult synthesize_model(const SynthOptions& opts, const SynthProgress& progress) {

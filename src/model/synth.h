@@ -44,9 +44,9 @@ struct SynthShape {
 const std::vector<SynthShape>& synth_shapes();
 // Throws h2o::Error naming the known shapes.
 const SynthShape& find_synth_shape(std::string_view name);
-// "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k" (any case). Throws h2o::Error
-// naming the choices. The K-quants need matrix widths that are multiples of 256 (not the
-// `tiny` shape).
+// Any registered tensor type by name (format/tensor_type.h: "f32", "q4_0", "q4_k",
+// "iq4_xs", ..., any case). Throws h2o::Error naming the choices. The K-quants and IQ4_XS
+// need matrix widths that are multiples of 256 (not the `tiny` shape).
 TensorType parse_synth_type(std::string_view name);
 
 struct SynthOptions {

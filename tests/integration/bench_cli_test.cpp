@@ -129,9 +129,9 @@ TEST(SynthCli, TinyShapeBenchesAndBadNamesFail) {
   const auto bad_shape = run_cli({"synth", "--shape", "gpt5", "-o", path});
   EXPECT_EQ(bad_shape.exit_code, 1);
   EXPECT_NE(bad_shape.err.find("unknown shape 'gpt5'"), std::string::npos) << bad_shape.err;
-  const auto bad_type = run_cli({"synth", "--shape", "tiny", "--type", "q3_k", "-o", path});
+  const auto bad_type = run_cli({"synth", "--shape", "tiny", "--type", "q7_k", "-o", path});
   EXPECT_EQ(bad_type.exit_code, 1);
-  EXPECT_NE(bad_type.err.find("unknown tensor type 'q3_k'"), std::string::npos) << bad_type.err;
+  EXPECT_NE(bad_type.err.find("unknown tensor type 'q7_k'"), std::string::npos) << bad_type.err;
   EXPECT_FALSE(std::filesystem::exists(path));
   const auto list = run_cli({"synth", "--list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;

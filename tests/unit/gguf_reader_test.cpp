@@ -574,9 +574,11 @@ TEST(GgufHostile, TensorOffsets) {
 }
 
 TEST(GgufHostile, TensorTypeIds) {
-  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 17, 0).to_bytes(), "unknown or unsupported tensor type id 17"));
-  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 3, 0).to_bytes(), "type id 3"));  // Q4_1
-  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 0xFFFFFFFF, 0).to_bytes(), "type id 4294967295"));
+  // One line naming the tensor and the type (ggml's name where ggml has one).
+  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 17, 0).to_bytes(), "\"x\": unsupported tensor type IQ2_XS (type 17)"));
+  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 99, 0).to_bytes(), "unsupported tensor type type 99"));
+  EXPECT_TRUE(rejects(writer_with_info("x", {32}, 0xFFFFFFFF, 0).to_bytes(), "type 4294967295"));
+  EXPECT_EQ(parse_error(writer_with_info("x", {32}, 3, 0).to_bytes()), "");  // Q4_1 loads now
 }
 
 TEST(GgufHostile, TensorDims) {
@@ -866,8 +868,9 @@ TEST(TensorTypeTest, Traits) {
   EXPECT_EQ(type_traits(12)->block_elems, 256u);
   EXPECT_EQ(type_traits(14)->block_bytes, 210u);
   EXPECT_EQ(type_traits(30)->name, "BF16");
-  EXPECT_FALSE(type_traits(3).has_value());
-  EXPECT_EQ(type_name(17), "type 17");
+  EXPECT_EQ(type_traits(17), nullptr);
+  EXPECT_EQ(type_traits(3)->name, "Q4_1");
+  EXPECT_EQ(type_name(17), "IQ2_XS (type 17)");
   EXPECT_EQ(row_bytes(TensorType::Q4_0, 64), 36u);
   EXPECT_EQ(row_bytes(TensorType::F16, 172), 344u);
 }

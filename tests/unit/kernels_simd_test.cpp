@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "common/thread_pool.h"
 #include "format/packed_quant.h"
 #include "format/tensor_type.h"
+#include "format/types/int_dot.h"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/reference.h"
@@ -48,7 +50,23 @@ struct OwnedMatrix {
   Matrix m;
 };
 
-OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
+bool is_quantized(TensorType t) { return traits(t).format.act != ActKind::Float; }
+
+// The quantized types, and an fp16 scale field of each (set to a sane value in random blocks).
+struct QuantType {
+  TensorType type;
+  size_t d_at, dmin_at;  // dmin_at 0: none
+};
+const QuantType kQuantTypes[] = {
+    {TensorType::Q4_0, 0, 0}, {TensorType::Q4_1, 0, 2},   {TensorType::Q5_0, 0, 0},    {TensorType::Q5_1, 0, 2},
+    {TensorType::Q8_0, 0, 0}, {TensorType::IQ4_NL, 0, 0}, {TensorType::Q2_K, 80, 82},  {TensorType::Q3_K, 108, 0},
+    {TensorType::Q4_K, 0, 2}, {TensorType::Q5_K, 0, 2},   {TensorType::Q6_K, 208, 0},  {TensorType::IQ4_XS, 0, 0},
+};
+
+// A rows x cols matrix: float types and `encoded` quantized ones from normal data through
+// the encoders; otherwise random bytes (every code, scale and min, the extremes included)
+// with sane fp16 super-scales.
+OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed, bool encoded = false) {
   std::mt19937 rng(seed);
   OwnedMatrix o;
   o.m.type = type;
@@ -56,27 +74,22 @@ OwnedMatrix random_matrix(TensorType type, int rows, int cols, uint32_t seed) {
   o.m.cols = cols;
   o.m.row_bytes = row_bytes(type, static_cast<size_t>(cols));
   o.bytes.resize(o.m.row_bytes * static_cast<size_t>(rows));
-  if (type == TensorType::Q4_K || type == TensorType::Q6_K) {
-    // No quantizer for k-quants: random bytes with sane fp16 scales.
+  if (is_quantized(type) && !encoded) {
     for (auto& b : o.bytes) b = static_cast<uint8_t>(rng());
+    const QuantType* q = nullptr;
+    for (const auto& k : kQuantTypes) q = k.type == type ? &k : q;
     const size_t block = traits(type).block_bytes;
-    const uint16_t d = fp32_to_fp16(0.002f);
+    std::uniform_real_distribution<float> u(-0.004f, 0.004f);
     for (size_t off = 0; off < o.bytes.size(); off += block) {
-      std::memcpy(&o.bytes[off + (type == TensorType::Q4_K ? 0 : 208)], &d, 2);
-      if (type == TensorType::Q4_K) std::memcpy(&o.bytes[off + 2], &d, 2);
+      const uint16_t d = fp32_to_fp16(u(rng)), dmin = fp32_to_fp16(u(rng));
+      std::memcpy(&o.bytes[off + q->d_at], &d, 2);
+      if (q->dmin_at != 0) std::memcpy(&o.bytes[off + q->dmin_at], &dmin, 2);
     }
   } else {
     const auto values = random_floats(static_cast<size_t>(rows) * static_cast<size_t>(cols), seed, 0.1f);
     for (int r = 0; r < rows; ++r) {
       quantize_row(type, values.data() + static_cast<size_t>(r) * static_cast<size_t>(cols),
                    o.bytes.data() + static_cast<size_t>(r) * o.m.row_bytes, static_cast<size_t>(cols));
-    }
-    if (type == TensorType::Q8_0) {
-      // -128 never comes out of the quantizer but is a valid stored value (other
-      // writers, hostile files): the packed kernels must handle it exactly.
-      for (size_t at = 2; at < o.bytes.size(); at += 34 * 3 + 5) {
-        if (at % 34 >= 2) o.bytes[at] = 0x80;
-      }
     }
   }
   o.m.data = o.bytes.data();
@@ -146,10 +159,11 @@ TEST(KernelSimd, AxpyMatchesTheReferenceBitForBit) {
   }
 }
 
-// ---------------------------------------------------------------- Q8_0 activations
+// ---------------------------------------------------------------- activations
 
-TEST(KernelSimd, QuantizeQ8MatchesQuantizeRowBitForBit) {
-  auto x = random_floats(32 * 40, 5, 3.0f);
+std::vector<float> awkward_activations(size_t n) {
+  auto x = random_floats(n, 5, 3.0f);
+  if (n < 768) return x;
   // Block 0 has max |x| = 127, so x / d = x: exact halves are ties that lround rounds away
   // from zero (Round would go to even). Block 1 is zero; block 2 tiny; block 3 negative max.
   for (size_t j = 0; j < 32; ++j) x[j] = static_cast<float>(j) - 15.5f;
@@ -159,10 +173,20 @@ TEST(KernelSimd, QuantizeQ8MatchesQuantizeRowBitForBit) {
   for (size_t j = 32; j < 64; ++j) x[j] = 0.0f;
   for (size_t j = 64; j < 96; ++j) x[j] = 1e-30f * static_cast<float>(j);
   x[100] = -500.0f;
+  // Super-block 1 all zero; super-block 2: +7 and -7 both largest (the first one sets the sign).
+  for (size_t j = 256; j < 512; ++j) x[j] = 0.0f;
+  for (size_t j = 512; j < 768 && j < n; ++j) x[j] *= 0.1f;
+  x[600] = 7.0f;
+  x[700] = -7.0f;
+  return x;
+}
+
+TEST(KernelSimd, QuantizeQ8MatchesTheReferenceBitForBit) {
+  const auto x = awkward_activations(32 * 40);
   std::vector<int8_t> want_q(x.size());
   std::vector<float> want_d(x.size() / 32);
   std::vector<int32_t> want_sum(x.size() / 32);
-  quantize_q8_reference(x.data(), x.size(), want_q.data(), want_d.data(), want_sum.data());
+  quantize_q8_0_reference(x.data(), x.size(), want_q.data(), want_d.data(), want_sum.data());
   for (size_t b = 0; b < want_sum.size(); ++b) {
     int32_t s = 0;
     for (size_t j = b * 32; j < b * 32 + 32; ++j) s += want_q[j];
@@ -179,16 +203,68 @@ TEST(KernelSimd, QuantizeQ8MatchesQuantizeRowBitForBit) {
   }
 }
 
+TEST(KernelSimd, QuantizeQ8KMatchesTheReferenceBitForBit) {
+  const auto x = awkward_activations(256 * 6);
+  const size_t n = x.size();
+  std::vector<int8_t> want_q(n);
+  std::vector<float> want_d(n / 256);
+  std::vector<int16_t> want16(n / 16), want32(n / 32);
+  quantize_q8_k_reference(x.data(), n, want_q.data(), want_d.data(), want16.data(), want32.data());
+  EXPECT_EQ(want_d[1], 0.0f);
+  EXPECT_EQ(want_q[600], -127);  // the first largest value maps to -127
+  EXPECT_EQ(want_q[700], 127);
+  for (size_t j = 0; j < n / 16; ++j) {
+    int s = 0;
+    for (size_t k = 16 * j; k < 16 * j + 16; ++k) s += want_q[k];
+    ASSERT_EQ(want16[j], s);
+  }
+  for (const auto& t : available_simd_targets()) {
+    std::vector<int8_t> q(n);
+    std::vector<float> d(n / 256);
+    std::vector<int16_t> s16(n / 16), s32(n / 32);
+    kernels_for(t).quantize_q8k(x.data(), n, q.data(), d.data(), s16.data(), s32.data());
+    EXPECT_EQ(q, want_q) << t.name;
+    EXPECT_EQ(s16, want16) << t.name;
+    EXPECT_EQ(s32, want32) << t.name;
+    for (size_t b = 0; b < d.size(); ++b) EXPECT_EQ(bits(d[b]), bits(want_d[b])) << t.name << " block " << b;
+  }
+}
+
 // ---------------------------------------------------------------- matrix products
 
-// Activations quantized by the scalar reference: values [tokens][cols], scales and block
-// sums [tokens][cols / 32].
-struct Q8Reference {
+// Activations quantized by the scalar references, for every token: [tokens][cols] values
+// and each kind's scales and sums.
+struct QuantRef {
+  ActKind kind;
+  size_t cols;
   std::vector<int8_t> qs;
   std::vector<float> d;
   std::vector<int32_t> sum;
-  explicit Q8Reference(const std::vector<float>& x) : qs(x.size()), d(x.size() / 32), sum(x.size() / 32) {
-    quantize_q8_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+  std::vector<int16_t> sum16, sum32;
+  QuantRef(ActKind k, const std::vector<float>& x, size_t c) : kind(k), cols(c), qs(x.size()) {
+    if (k == ActKind::Q8_K) {
+      d.resize(x.size() / 256);
+      sum16.resize(x.size() / 16);
+      sum32.resize(x.size() / 32);
+      quantize_q8_k_reference(x.data(), x.size(), qs.data(), d.data(), sum16.data(), sum32.data());
+    } else {
+      d.resize(x.size() / 32);
+      sum.resize(x.size() / 32);
+      quantize_q8_0_reference(x.data(), x.size(), qs.data(), d.data(), sum.data());
+    }
+  }
+  Q8Activations token(size_t t) const {
+    Q8Activations a;
+    a.qs = qs.data() + t * cols;
+    if (kind == ActKind::Q8_K) {
+      a.d = d.data() + t * cols / 256;
+      a.sum16 = sum16.data() + t * cols / 16;
+      a.sum32 = sum32.data() + t * cols / 32;
+    } else {
+      a.d = d.data() + t * cols / 32;
+      a.sum = sum.data() + t * cols / 32;
+    }
+    return a;
   }
 };
 
@@ -198,7 +274,6 @@ struct Shape {
 // Rows that are not a multiple of any tile, columns with and without a 16-value tail,
 // token counts around the tiles, and the GEMM size of a prefill chunk.
 const Shape kFloatShapes[] = {{37, 64, 1}, {37, 172, 3}, {19, 200, 9}, {64, 256, 64}, {5, 16, 5}, {3, 8, 2}};
-const Shape kQuantShapes[] = {{37, 64, 1}, {37, 256, 3}, {19, 96, 9}, {64, 256, 64}, {5, 32, 5}, {13, 64, 6}};
 
 // |out - reference| bound of float rounding: a few ulps of sum |w x| per row.
 double float_tolerance(const std::vector<float>& w, const float* x) {
@@ -238,90 +313,61 @@ TEST(KernelSimd, FloatProductsFollowTheirLaneOrderAndStayNearTheReference) {
 }
 
 // Bound of the activation quantization error against the float product: each activation
-// moves by at most half a step d_b / 2 of its block.
-double quant_tolerance(const std::vector<float>& w, const float* x) {
+// moves by at most half a step of its group (32 values, fp16 scale; or 256 values).
+double quant_tolerance(const std::vector<float>& w, const float* x, size_t group) {
   double bound = 0;
-  for (size_t b = 0; b < w.size() / 32; ++b) {
+  for (size_t b = 0; b < w.size() / group; ++b) {
     double amax = 0, wsum = 0;
-    for (size_t j = b * 32; j < b * 32 + 32; ++j) {
+    for (size_t j = b * group; j < b * group + group; ++j) {
       amax = std::max(amax, std::fabs(static_cast<double>(x[j])));
       wsum += std::fabs(static_cast<double>(w[j]));
     }
     bound += wsum * amax / 127.0 * 0.5 * 1.01;  // fp16 rounding of the scale
   }
-  return bound + float_tolerance(w, x);
+  return bound + 1e-5 * bound + float_tolerance(w, x);
 }
 
-TEST(KernelSimd, QuantizedProductsMatchTheirBlockOrderOnEveryTarget) {
-  for (const TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
-    for (const Shape& s : kQuantShapes) {
-      const auto w = random_matrix(type, s.rows, s.cols, 8);
-      const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 9);
-      const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
-      const Q8Reference xq(x);
-      for (const auto& t : simd_targets()) {
-        const auto out = run_matmul(kernels_for(t), w.m, x, s.tokens);
-        for (int r = 0; r < s.rows; ++r) {
-          const auto row = decode(w.m, r);
-          for (int tok = 0; tok < s.tokens; ++tok) {
-            const size_t xo = static_cast<size_t>(tok * s.cols);
-            const float lanes =
-                type == TensorType::Q8_0
-                    ? dot_q8_0_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size())
-                    : dot_q4_0_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size());
-            const size_t at = static_cast<size_t>(tok * s.rows + r);
-            const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
-                                      std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
-                                      " t" + std::to_string(tok);
-            ASSERT_EQ(bits(out[at]), bits(lanes)) << where;
-            ASSERT_NEAR(out[at], ref[at], quant_tolerance(row, x.data() + xo)) << where;
-          }
-        }
-      }
-    }
-  }
-}
-
-// Q4_K / Q6_K (weights read as stored): bit for bit the order of dot_q4_k_q8_blocks /
-// dot_q6_k_q8_blocks on every target, near the float product (matmul_reference) within
-// the activation quantization error, and a token's outputs the same bits alone as in a
-// batch (token tiles, the 64-token chunks) and with several threads.
-TEST(KernelSimd, KQuantsMatchTheirBlockOrderOnEveryTarget) {
-  const Shape shapes[] = {{21, 512, 3}, {37, 256, 1}, {19, 256, 9}, {64, 512, 64},
-                          {5, 768, 5},  {13, 256, 6}, {3, 1024, 70}};
-  for (const TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
-    for (const Shape& s : shapes) {
-      const auto w = random_matrix(type, s.rows, s.cols, 10);
-      const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 11);
-      const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
-      const Q8Reference xq(x);
-      for (const auto& t : simd_targets()) {
-        const KernelTable& k = kernels_for(t);
-        const auto out = run_matmul(k, w.m, x, s.tokens);
-        EXPECT_EQ(run_matmul(k, w.m, x, s.tokens, 3), out) << t.name << " threads";
-        for (int r = 0; r < s.rows; ++r) {
-          const auto row = decode(w.m, r);
-          for (int tok = 0; tok < s.tokens; ++tok) {
-            const size_t xo = static_cast<size_t>(tok * s.cols);
-            const float lanes =
-                type == TensorType::Q4_K
-                    ? dot_q4_k_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, xq.sum.data() + xo / 32,
-                                         row.size())
-                    : dot_q6_k_q8_blocks(w.m.row(r), xq.qs.data() + xo, xq.d.data() + xo / 32, row.size());
-            const size_t at = static_cast<size_t>(tok * s.rows + r);
-            const std::string where = std::string(t.name) + " " + std::string(traits(type).name) + " " +
-                                      std::to_string(s.rows) + "x" + std::to_string(s.cols) + " r" + std::to_string(r) +
-                                      " t" + std::to_string(tok);
-            ASSERT_EQ(bits(out[at]), bits(lanes)) << where;
-            ASSERT_NEAR(out[at], ref[at], quant_tolerance(row, x.data() + xo)) << where;
-          }
-        }
-        for (int tok = 0; tok < s.tokens; tok += 7) {
-          const std::vector<float> one(x.begin() + tok * s.cols, x.begin() + (tok + 1) * s.cols);
-          const auto single = run_matmul(k, w.m, one, 1);
+// Every quantized type, on every target: bit for bit dot_reference (the order of
+// format/types/int_dot.h) from the same quantized activations; near the float product of
+// the decoded weights (matmul_reference) within the activation quantization error; a
+// token's outputs the same bits alone as in a batch (tiles, 64-token chunks, pairs of
+// groups) and with several threads. Random blocks (every code, scale and min) and encoded
+// data.
+TEST(KernelSimd, QuantizedProductsMatchTheirReferenceOnEveryTarget) {
+  const Shape shapes32[] = {{37, 64, 1}, {37, 256, 3}, {19, 96, 9}, {64, 256, 64}, {5, 32, 5}, {13, 64, 6}, {21, 160, 70}};
+  const Shape shapes256[] = {{21, 512, 3}, {37, 256, 1}, {19, 256, 9}, {64, 512, 64}, {5, 768, 5}, {13, 256, 6}, {3, 1024, 70}};
+  for (const QuantType& q : kQuantTypes) {
+    const TypeInfo& ti = traits(q.type);
+    const bool k = ti.format.act == ActKind::Q8_K;
+    for (const Shape& s : k ? std::span<const Shape>(shapes256) : std::span<const Shape>(shapes32)) {
+      for (const bool encoded : {false, true}) {
+        const auto w = random_matrix(q.type, s.rows, s.cols, 10 + static_cast<uint32_t>(s.rows), encoded);
+        const auto x = random_floats(static_cast<size_t>(s.tokens * s.cols), 11);
+        const auto ref = run_matmul(kernels_for(*find_simd_target("scalar")), w.m, x, s.tokens);
+        const QuantRef xq(ti.format.act, x, static_cast<size_t>(s.cols));
+        for (const auto& t : simd_targets()) {
+          const KernelTable& kt = kernels_for(t);
+          const auto out = run_matmul(kt, w.m, x, s.tokens);
+          EXPECT_EQ(run_matmul(kt, w.m, x, s.tokens, 3), out) << t.name << " " << ti.name << " threads";
           for (int r = 0; r < s.rows; ++r) {
-            ASSERT_EQ(bits(single[static_cast<size_t>(r)]), bits(out[static_cast<size_t>(tok * s.rows + r)]))
-                << t.name << " " << traits(type).name << " token " << tok << " row " << r;
+            const auto row = decode(w.m, r);
+            for (int tok = 0; tok < s.tokens; ++tok) {
+              const float want = dot_reference(ti, w.m.row(r), xq.token(static_cast<size_t>(tok)), row.size());
+              const size_t at = static_cast<size_t>(tok * s.rows + r);
+              const std::string where = std::string(t.name) + " " + std::string(ti.name) + " " + std::to_string(s.rows) +
+                                        "x" + std::to_string(s.cols) + " r" + std::to_string(r) + " t" +
+                                        std::to_string(tok) + (encoded ? " encoded" : " random");
+              ASSERT_EQ(bits(out[at]), bits(want)) << where;
+              ASSERT_NEAR(out[at], ref[at], quant_tolerance(row, x.data() + tok * s.cols, k ? 256 : 32)) << where;
+            }
+          }
+          for (int tok = 0; tok < s.tokens; tok += 7) {
+            const std::vector<float> one(x.begin() + tok * s.cols, x.begin() + (tok + 1) * s.cols);
+            const auto single = run_matmul(kt, w.m, one, 1);
+            for (int r = 0; r < s.rows; ++r) {
+              ASSERT_EQ(bits(single[static_cast<size_t>(r)]), bits(out[static_cast<size_t>(tok * s.rows + r)]))
+                  << t.name << " " << ti.name << " token " << tok << " row " << r;
+            }
           }
         }
       }
@@ -329,36 +375,49 @@ TEST(KernelSimd, KQuantsMatchTheirBlockOrderOnEveryTarget) {
   }
 }
 
-// The packed layout holds every value of the file's layout (rows past the matrix zero), and
-// a model's pre-packed matrix gives the same bits as the copy matmul packs per call.
-TEST(KernelSimd, PackedLayoutKeepsEveryValueAndMatchesPackingPerCall) {
-  for (const TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
-    const int rows = 37, cols = 96;
-    const auto w = random_matrix(type, rows, cols, 14);
-    const PackedQuantShape shape = packed_quant_shape(type, rows, cols);
-    EXPECT_EQ(shape.groups, 5u);
-    EXPECT_EQ(shape.group_bytes % 64, 0u);
-    AlignedBuffer packed(shape.bytes());
-    pack_quant_matrix(type, w.m.data, w.m.row_bytes, rows, cols, packed.data());
-    for (int r = 0; r < rows; ++r) {
-      const auto row = decode(w.m, r);
-      for (int c = 0; c < cols; ++c) {
-        const uint8_t* blk = w.m.row(r) + (c / 32) * traits(type).block_bytes;
-        const float d = fp16_to_fp32(static_cast<uint16_t>(blk[0] | (blk[1] << 8)));
-        const int v =
-            packed_quant_value(type, packed.data(), rows, cols, static_cast<size_t>(r), static_cast<size_t>(c));
-        ASSERT_EQ(static_cast<float>(v) * d, row[static_cast<size_t>(c)])
-            << traits(type).name << " r" << r << " c" << c;
+// Q8_0 matrices with stored -128 (never written by the encoder, valid in a file).
+TEST(KernelSimd, Q8_0WithMinus128MatchesTheReference) {
+  auto w = random_matrix(TensorType::Q8_0, 19, 128, 3, true);
+  for (size_t at = 2; at < w.bytes.size(); at += 34 * 3 + 5) {
+    if (at % 34 >= 2) w.bytes[at] = 0x80;
+  }
+  const auto x = random_floats(19 * 128, 4);
+  const QuantRef xq(ActKind::Q8_0, x, 128);
+  for (const auto& t : simd_targets()) {
+    const auto out = run_matmul(kernels_for(t), w.m, x, 19);
+    for (int r = 0; r < 19; ++r) {
+      for (size_t tok = 0; tok < 19; ++tok) {
+        ASSERT_EQ(bits(out[tok * 19 + static_cast<size_t>(r)]), bits(dot_reference(traits(TensorType::Q8_0), w.m.row(r), xq.token(tok), 128)))
+            << t.name << " r" << r << " t" << tok;
       }
     }
-    // Rows 37..39 of the last group: values and scales zero (their outputs are never written).
-    const uint8_t* last = packed.data() + 4 * shape.group_bytes;
-    for (size_t b = 0; b < shape.blocks; ++b) {
-      for (size_t i = 5; i < 8; ++i) {
-        for (size_t c = 0; c < shape.qs_bytes / 32; ++c) {
-          for (size_t k = 0; k < 4; ++k) ASSERT_EQ(last[shape.qs_at(b) + c * 32 + i * 4 + k], 0);
-        }
-        ASSERT_EQ(last[shape.scales_at(b) + i * 2], 0);
+  }
+}
+
+// The packed layout holds every field of the file's blocks (rows past the matrix zero),
+// and a model's pre-packed matrix gives the same bits as the copy matmul packs per call.
+TEST(KernelSimd, PackedLayoutKeepsEveryFieldAndMatchesPackingPerCall) {
+  for (const QuantType& q : kQuantTypes) {
+    const TypeInfo& ti = traits(q.type);
+    const int rows = 37, cols = ti.block_elems == 256 ? 768 : 160;
+    const auto w = random_matrix(q.type, rows, cols, 14);
+    const PackedShape shape = packed_shape(q.type, rows, cols);
+    EXPECT_EQ(shape.groups, 5u);
+    EXPECT_EQ(shape.group_bytes % 32, 0u);
+    AlignedBuffer packed(shape.bytes());
+    ThreadPool pool(2);
+    pack_matrix(q.type, w.m.data, w.m.row_bytes, rows, cols, packed.data(), pool);
+    for (int r = 0; r < 40; ++r) {  // rows 37..39: the last group's padding, all zero
+      for (size_t b = 0; b < static_cast<size_t>(cols) / ti.block_elems; ++b) {
+        BlockFields want, got;
+        if (r < rows) ti.fields(w.m.row(r) + b * ti.block_bytes, want);
+        unpack_block(q.type, packed.data(), 40, cols, static_cast<size_t>(r), b, got);
+        const std::string where = std::string(ti.name) + " r" + std::to_string(r) + " b" + std::to_string(b);
+        ASSERT_EQ(std::memcmp(want.code, got.code, ti.block_elems), 0) << where;
+        ASSERT_EQ(std::memcmp(want.scale, got.scale, sizeof(want.scale)), 0) << where;
+        ASSERT_EQ(std::memcmp(want.min, got.min, sizeof(want.min)), 0) << where;
+        ASSERT_EQ(want.d, got.d) << where;
+        ASSERT_EQ(want.dmin, got.dmin) << where;
       }
     }
     Matrix prepacked = w.m;
@@ -370,14 +429,15 @@ TEST(KernelSimd, PackedLayoutKeepsEveryValueAndMatchesPackingPerCall) {
   }
 }
 
-// A token's outputs are the same bits in a 64-token GEMM, one token at a time, and with
+// A token's outputs are the same bits in an 11-token GEMM, one token at a time, and with
 // any thread count; and the same on every target with fused multiply-add (float) or on
 // every target (quantized).
 TEST(KernelSimd, ResultsDoNotDependOnTokenCountThreadsOrTarget) {
-  const int rows = 70, cols = 224, tokens = 11;
+  const int rows = 70, cols = 512, tokens = 11;
   const auto x = random_floats(static_cast<size_t>(tokens * cols), 12);
-  for (const TensorType type :
-       {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0}) {
+  std::vector<TensorType> types = {TensorType::F32, TensorType::F16, TensorType::BF16};
+  for (const QuantType& q : kQuantTypes) types.push_back(q.type);
+  for (const TensorType type : types) {
     const auto w = random_matrix(type, rows, cols, 13);
     std::vector<float> first_fma, first_any;
     for (const auto& t : simd_targets()) {
@@ -392,7 +452,7 @@ TEST(KernelSimd, ResultsDoNotDependOnTokenCountThreadsOrTarget) {
               << t.name << " " << traits(type).name << " token " << tok << " row " << r;
         }
       }
-      const bool quantized = type == TensorType::Q8_0 || type == TensorType::Q4_0;
+      const bool quantized = is_quantized(type);
       auto& first = quantized ? first_any : first_fma;
       if (!quantized && !has_fma(t)) continue;
       if (first.empty()) {
@@ -400,6 +460,20 @@ TEST(KernelSimd, ResultsDoNotDependOnTokenCountThreadsOrTarget) {
       } else {
         EXPECT_EQ(batched, first) << t.name << " " << traits(type).name;
       }
+    }
+  }
+}
+
+// NaN scales in a weight block (a corrupt file): outputs become NaN, nothing faults.
+TEST(KernelSimd, NonFiniteScalesGiveNaNNotAFault) {
+  for (const QuantType& q : kQuantTypes) {
+    auto w = random_matrix(q.type, 16, traits(q.type).block_elems == 256 ? 256 : 64, 21);
+    w.bytes[q.d_at] = 0xFF;
+    w.bytes[q.d_at + 1] = 0x7F;
+    const auto x = random_floats(w.m.cols * 5, 22);
+    for (const auto& t : available_simd_targets()) {
+      const auto out = run_matmul(kernels_for(t), w.m, x, 5);
+      EXPECT_TRUE(std::isnan(out[0])) << t.name << " " << traits(q.type).name;
     }
   }
 }

@@ -50,7 +50,8 @@ bool all_finite(std::span<const float> v) {
 
 TEST(Synth, TinyInEveryTypeLoadsRunsAndInspects) {
   const SynthShape& shape = find_synth_shape("tiny");
-  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0}) {
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
+                          TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL}) {
     SCOPED_TRACE(std::string(traits(type).name));
     const std::string path = synth_tiny(type);
     auto model = Model::load({path, ""});
@@ -124,7 +125,9 @@ TEST(Synth, NamedShapesHaveTheirPublishedSizes) {
 
 TEST(Synth, BadNamesAreErrors) {
   EXPECT_THROW(find_synth_shape("llama3-405b"), Error);
-  EXPECT_THROW(parse_synth_type("q3_k"), Error);
+  EXPECT_THROW(parse_synth_type("q7_k"), Error);
+  EXPECT_EQ(parse_synth_type("q3_k"), TensorType::Q3_K);
+  EXPECT_EQ(parse_synth_type("IQ4_xs"), TensorType::IQ4_XS);
   EXPECT_EQ(parse_synth_type("Q4_K"), TensorType::Q4_K);
   EXPECT_EQ(parse_synth_type("q6_k"), TensorType::Q6_K);
   EXPECT_THROW(parse_synth_type(""), Error);
@@ -160,7 +163,10 @@ SynthShape k_quant_shape() {
 
 TEST(Synth, KQuantFilesLoadAndGenerate) {
   const SynthShape shape = k_quant_shape();
-  for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
+  const std::pair<TensorType, int64_t> types[] = {{TensorType::Q2_K, 21}, {TensorType::Q3_K, 11},
+                                                  {TensorType::Q4_K, 14}, {TensorType::Q5_K, 16},
+                                                  {TensorType::Q6_K, 18}, {TensorType::IQ4_XS, 30}};
+  for (const auto& [type, ftype] : types) {
     SCOPED_TRACE(std::string(traits(type).name));
     SynthOptions o;
     o.custom_shape = shape;
@@ -173,7 +179,7 @@ TEST(Synth, KQuantFilesLoadAndGenerate) {
     // Every matrix is of the type, the norms F32; general.file_type is ggml's llama_ftype.
     {
       const GgufFile f = GgufFile::open(o.path);
-      EXPECT_EQ(f.get_int("general.file_type"), type == TensorType::Q4_K ? 14 : 18);
+      EXPECT_EQ(f.get_int("general.file_type"), ftype);
       EXPECT_EQ(f.find_tensor("blk.1.ffn_down.weight")->type, type);
       EXPECT_EQ(f.find_tensor("token_embd.weight")->type, type);
       EXPECT_EQ(f.find_tensor("output_norm.weight")->type, TensorType::F32);
@@ -205,7 +211,8 @@ TEST(Synth, KQuantFilesLoadAndGenerate) {
 }
 
 TEST(Synth, KQuantsRejectWidthsNotMultiplesOf256) {
-  for (TensorType type : {TensorType::Q4_K, TensorType::Q6_K}) {
+  for (TensorType type : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
+                          TensorType::IQ4_XS}) {
     SynthOptions o;
     o.shape = "tiny";  // dim 64
     o.type = type;

@@ -2,7 +2,8 @@
 // written: a separate multiply and add must not become a fused multiply-add. GCC fuses
 // across statements by default (-ffp-contract=fast) wherever the target has FMA, which
 // Highway's AVX2/AVX-512 code does, so a kernel would no longer reproduce its scalar
-// reference bit for bit. Explicit fused operations (hn::MulAdd, std::fma) are unaffected.
+// reference bit for bit, and an encoder would no longer write ggml's bytes (ggml-base is
+// compiled without FMA on x86). Explicit fused operations (hn::MulAdd, std::fma) are unaffected.
 #pragma once
 
 #if defined(__clang__)
