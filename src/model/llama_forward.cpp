@@ -6,7 +6,6 @@
 #include "common/check.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
-#include "kernels/rope.h"
 
 namespace h2o {
 
@@ -22,7 +21,6 @@ void LlamaForward::ensure_scratch(int n_tokens) {
   att_.resize(T * static_cast<size_t>(c.q_dim()));
   hb_.resize(T * static_cast<size_t>(c.hidden_dim));
   hb2_.resize(T * static_cast<size_t>(c.hidden_dim));
-  cos_sin_.resize(static_cast<size_t>(c.rope_dim));
   scratch_rows_ = n_tokens;
 }
 
@@ -62,8 +60,8 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
     }
     s.cache->begin_step(s.n_tokens);
   }
-  std::vector<AttentionJob>& jobs = jobs_;
-  jobs.resize(segments.size());
+  layer_segs_.resize(segments.size());
+  const AttentionShape shape = c.attention_shape();
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
@@ -71,24 +69,12 @@ void LlamaForward::step_batch(std::span<const StepSegment> segments, ThreadPool&
     matmul(L.wq, xb_.data(), n_tokens, q_.data(), pool);
     matmul(L.wk, xb_.data(), n_tokens, k_.data(), pool);
     matmul(L.wv, xb_.data(), n_tokens, v_.data(), pool);
-    const RopeTable& rope = model_.rope();
-    for (size_t t = 0; t < T; ++t) {
-      rope.angles(pos_[t], cos_sin_.data());
-      rope.rotate(&q_[t * QD], c.n_heads, cos_sin_.data());
-      rope.rotate(&k_[t * KVD], c.n_kv_heads, cos_sin_.data());
-    }
     for (size_t i = 0; i < segments.size(); ++i) {
       const StepSegment& s = segments[i];
-      s.cache->append(l, &k_[first[i] * KVD], &v_[first[i] * KVD], &pos_[first[i]], s.n_tokens);
-      jobs[i] =
-          AttentionJob{&q_[first[i] * QD], &pos_[first[i]], s.n_tokens, s.cache->layer_view(l), &att_[first[i] * QD]};
+      layer_segs_[i] = LayerSegment{&q_[first[i] * QD], &k_[first[i] * KVD], &v_[first[i] * KVD], &pos_[first[i]],
+                                    s.n_tokens,        s.cache,          s.tokens_seen,     &att_[first[i] * QD]};
     }
-    if (observer_) {
-      for (const AttentionJob& j : jobs) attention(c.attention_shape(), j.q, j.q_pos, j.n_rows, j.kv, j.out, pool, &observer_, l);
-    } else {
-      attention_batch(c.attention_shape(), jobs, pool);
-    }
-    for (const StepSegment& s : segments) s.cache->finish_step(l, s.tokens_seen);
+    layer_attention_.run(shape, model_.rope(), l, layer_segs_, pool, observer_ ? &observer_ : nullptr);
     matmul(L.wo, att_.data(), n_tokens, xb_.data(), pool);
     for (size_t i = 0; i < T * D; ++i) x_[i] += xb_[i];
 

@@ -12,7 +12,7 @@
 #include <span>
 #include <vector>
 
-#include "attention/attention.h"
+#include "attention/layer_step.h"
 #include "attention/attention_observer.h"
 #include "common/thread_pool.h"
 #include "kv/kv_cache.h"
@@ -63,7 +63,8 @@ class LlamaForward {
   std::vector<int32_t> pos_;           // [T] positions of the stacked rows
   std::vector<float> cos_sin_;         // [n_rot/2][2] RoPE angles of one row
   std::vector<size_t> seg_first_row_;  // [segments] first stacked row of each segment
-  std::vector<AttentionJob> jobs_;     // [segments] one layer's attention work
+  std::vector<LayerSegment> layer_segs_;  // [segments] one layer's attention work
+  LayerAttention layer_attention_;
   std::vector<size_t> logit_rows_;     // rows whose logits are wanted
   std::vector<float> logits_;          // [rows wanted][vocab] when gathered
 };
