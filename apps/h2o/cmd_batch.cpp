@@ -5,7 +5,8 @@
 // per-prompt settings:
 //   {"prompt": "...", "id": any, "n_predict"|"max_tokens": N, "temperature"|"temp": T,
 //    "top_k": K, "top_p": P, "seed": S, "ignore_eos": bool, "kv_policy": "h2o",
-//    "kv_budget": 64 | "20%", "kv_recent": ..., "kv_sinks": N, "prefill_chunk": N}
+//    "kv_budget": 64 | "20%", "kv_recent": ..., "kv_sinks": N, "prefill_chunk": N,
+//    "kv_type": "f32" | "f16" | "q8", "kv_positions": "absolute" | "cache"}
 // A prompt that fails (bad settings, longer than the context) gets an "error" line; the
 // others complete, and the command exits 1 after writing everything.
 #include <fmt/format.h>
@@ -91,6 +92,9 @@ PromptSpec parse_json_line(const std::string& line, const PromptSpec& defaults) 
     p.kv.recent = budget_field(j, "kv_recent", p.kv.recent);
     p.kv.sinks = field(j, "kv_sinks", p.kv.sinks);
     p.kv.prefill_chunk = field(j, "prefill_chunk", p.kv.prefill_chunk);
+    if (j.contains("kv_type")) p.kv.type = parse_kv_type(field<std::string>(j, "kv_type", ""), "kv_type");
+    if (j.contains("kv_positions"))
+      p.kv.positions = parse_kv_positions(field<std::string>(j, "kv_positions", ""), "kv_positions");
   } catch (const nlohmann::json::parse_error& e) {
     p.error = fmt::format("invalid JSON: {}", e.what());
   } catch (const Error& e) {
@@ -230,6 +234,8 @@ void run_batch(const BatchFlags& f) {
                            {"n_generated", r.tokens.size()},
                            {"stop_reason", e.stop_reason},
                            {"kv_policy", p.kv.describe()},
+                           {"kv_type", kv_type_name(p.kv.type)},
+                           {"kv_positions", kv_positions_name(p.kv.positions)},
                            {"kv_bytes", e.kv_bytes},
                            {"kv_bytes_peak", e.kv_bytes_peak},
                            {"latency_ms", latency * 1e3},

@@ -143,7 +143,17 @@ NaiveLlama::NaiveLlama(const std::string& path) {
 }
 
 std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                                  const Visibility& visible, std::vector<NaiveStepStats>* stats) const {
+                                  const Visibility& visible, std::vector<NaiveStepStats>* stats,
+                                  const NaiveKvHooks* hooks) const {
+  // Hook 1 (positions): with a rotation position, keys are stored before RoPE and both
+  // sides are rotated per (layer, KV head) at attention time.
+  const bool rotate_late = hooks && hooks->rotation_position;
+  // Hook 2 (storage type): K and V are rounded per head as they are stored.
+  const auto store_round = [&](Vec& x) {
+    if (!hooks || !hooks->store) return;
+    for (size_t h = 0; h < x.size(); h += static_cast<size_t>(cfg_.head_size()))
+      hooks->store(&x[h], cfg_.head_size());
+  };
   const int T = static_cast<int>(tokens.size());
   const int d = cfg_.dim, hs = cfg_.head_size(), kvd = cfg_.kv_dim(), G = cfg_.group();
   const int n_kv = cfg_.n_kv_heads;
@@ -176,12 +186,29 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
       q[static_cast<size_t>(t)] = matvec(W.wq, xb, d, d);
       Vec k = matvec(W.wk, xb, kvd, d);
       Vec v = matvec(W.wv, xb, kvd, d);
-      rope(q[static_cast<size_t>(t)], first_pos + t, hs);
-      rope(k, first_pos + t, hs);
+      if (!rotate_late) {
+        rope(q[static_cast<size_t>(t)], first_pos + t, hs);
+        rope(k, first_pos + t, hs);
+      }
+      store_round(k);
+      store_round(v);
       K.push_back(std::move(k));
       Vv.push_back(std::move(v));
     }
 
+    // Late rotation: each stored key's head slice rotated once per step by its position
+    // in that head, keyed by (kv head, key position).
+    std::map<std::pair<int, int>, Vec> rotated_keys;
+    const auto key_of = [&](int kvh, int j) -> const double* {
+      const Vec& key = K[static_cast<size_t>(j)];
+      if (!rotate_late) return &key[static_cast<size_t>(kvh * hs)];
+      auto [it, fresh] = rotated_keys.try_emplace({kvh, j});
+      if (fresh) {
+        it->second.assign(key.begin() + kvh * hs, key.begin() + (kvh + 1) * hs);
+        rope(it->second, hooks->rotation_position(l, kvh, j), hs);
+      }
+      return it->second.data();
+    };
     for (int t = 0; t < T; ++t) {
       const int qpos = first_pos + t;
       Vec att_out(static_cast<size_t>(d), 0.0);
@@ -192,12 +219,13 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
           if (visible(l, kvh, qpos, j)) seen.push_back(j);
         }
         if (seen.empty()) throw std::runtime_error("naive forward: a query row sees no key");
+        Vec qv(q[static_cast<size_t>(t)].begin() + qh * hs, q[static_cast<size_t>(t)].begin() + (qh + 1) * hs);
+        if (rotate_late) rope(qv, hooks->rotation_position(l, kvh, qpos), hs);
         Vec logit(seen.size());
         for (size_t s = 0; s < seen.size(); ++s) {
-          const Vec& key = K[static_cast<size_t>(seen[s])];
+          const double* key = key_of(kvh, seen[s]);
           double dot = 0.0;
-          for (int i = 0; i < hs; ++i) dot += q[static_cast<size_t>(t)][static_cast<size_t>(qh * hs + i)] *
-                                              key[static_cast<size_t>(kvh * hs + i)];
+          for (int i = 0; i < hs; ++i) dot += qv[static_cast<size_t>(i)] * key[i];
           logit[s] = dot / std::sqrt(static_cast<double>(hs));
         }
         const double mx = *std::max_element(logit.begin(), logit.end());
@@ -274,6 +302,10 @@ NaiveKvReference::NaiveKvReference(const NaiveLlama& model, NaivePolicy policy)
   if (n != "full" && n != "window" && n != "sink" && n != "h2o" && n != "tova" && n != "random")
     throw std::runtime_error("naive reference: unknown policy " + n);
   if (n != "full" && policy_.budget < 1) throw std::runtime_error("naive reference: budget must be >= 1");
+  if (policy_.positions != "absolute" && policy_.positions != "cache")
+    throw std::runtime_error("naive reference: unknown positions " + policy_.positions);
+  if (policy_.type != "f32" && policy_.type != "f16" && policy_.type != "q8")
+    throw std::runtime_error("naive reference: unknown storage type " + policy_.type);
   const size_t heads = static_cast<size_t>(model_.config().n_layers * model_.config().n_kv_heads);
   kept_.resize(heads);
   score_.resize(heads);
@@ -314,8 +346,18 @@ std::vector<Vec> NaiveKvReference::step(std::span<const int32_t> tokens) {
   auto visible = [this](int l, int h, int qpos, int kpos) {
     return kpos <= qpos && kept_[index(l, h)].count(kpos) == 1;
   };
+  // `cache` positions: a token's rank in each (layer, KV head)'s kept set, this step's new
+  // tokens included (eviction comes after attention).
+  if (policy_.positions == "cache") {
+    rank_.assign(kept_.size(), {});
+    for (size_t i = 0; i < kept_.size(); ++i) {
+      int r = 0;
+      for (int pos : kept_[i]) rank_[i][pos] = r++;
+    }
+  }
   std::vector<NaiveStepStats>& stats = last_stats_;
-  std::vector<Vec> logits = model_.step(store_, tokens, first, visible, &stats);
+  const NaiveKvHooks kv_hooks = hooks();
+  std::vector<Vec> logits = model_.step(store_, tokens, first, visible, &stats, &kv_hooks);
   next_pos_ += T;
   // Steps 3 and 4 per (layer, KV head): score update, then eviction.
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -329,6 +371,20 @@ std::vector<Vec> NaiveKvReference::step(std::span<const int32_t> tokens) {
   out.reserve(logits.size());
   for (const Vec& z : logits) out.push_back(log_softmax(std::span<const double>(z)));
   return out;
+}
+
+NaiveKvHooks NaiveKvReference::hooks() const {
+  NaiveKvHooks h;
+  if (policy_.positions == "cache")
+    h.rotation_position = [this](int layer, int kv_head, int pos) { return rank_[index(layer, kv_head)].at(pos); };
+  if (policy_.type == "f16") {
+    h.store = [](double* x, int n) {
+      for (int i = 0; i < n; ++i) x[i] = round_to_half(static_cast<float>(x[i]));
+    };
+  } else if (policy_.type == "q8") {
+    h.store = &store_as_q8;
+  }
+  return h;
 }
 
 std::vector<Vec> NaiveKvReference::run(std::span<const int32_t> tokens, const std::vector<int>& step_sizes) {
@@ -445,6 +501,34 @@ std::string NaiveKvReference::adopt_near_tie(int layer, int kv_head, const std::
   if (!(gap <= rel_tol * scale)) return "not a near-tie: " + keys;
   ours = other;
   return "";
+}
+
+double round_to_half(float x) {
+  const double v = x;
+  if (v == 0.0 || !std::isfinite(v)) return v;
+  // The spacing of halves around v: 2^(e - 10) for |v| in [2^e, 2^(e+1)), e >= -14
+  // (below, the subnormals share the spacing 2^-24). v / spacing is exact in double, so
+  // nearbyint rounds to nearest even exactly.
+  int e = 0;
+  std::frexp(v, &e);  // |v| = m 2^e with m in [0.5, 1): the leading bit is 2^(e - 1)
+  const double spacing = std::ldexp(1.0, std::max(e - 1, -14) - 10);
+  const double r = std::nearbyint(v / spacing) * spacing;
+  return std::fabs(r) > 65504.0 ? std::copysign(INFINITY, v) : r;
+}
+
+void store_as_q8(double* x, int n) {
+  // In fp32, as the spec computes it: the values as stored by a float engine.
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(static_cast<float>(x[i])));
+  const double d = round_to_half(amax / 127.0f);
+  if (d == 0.0) {
+    std::fill(x, x + n, 0.0);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const float q = std::nearbyint(static_cast<float>(x[i]) / static_cast<float>(d));
+    x[i] = d * std::clamp(q, -127.0f, 127.0f);
+  }
 }
 
 std::vector<int> chunk_steps(int n, int chunk) {

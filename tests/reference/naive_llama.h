@@ -58,6 +58,18 @@ struct NaiveStepStats {
 // (Only keys already in the store, i.e. pos < first_pos + T, are asked about.)
 using Visibility = std::function<bool(int layer, int kv_head, int qpos, int kpos)>;
 
+// The two places a KV setting reaches the model arithmetic (shared/spec/kv-policies.md,
+// "Positions" and "Storage types"); an empty member keeps the paper's behaviour.
+struct NaiveKvHooks {
+  // The position the key or query of token `pos` is rotated by in (layer, kv_head). Empty:
+  // its absolute position, keys stored after RoPE. Set: keys are stored before RoPE and
+  // both are rotated at attention time by this position (the rank under `cache`).
+  std::function<int(int layer, int kv_head, int pos)> rotation_position;
+  // Rounds one KV head's key or value vector (n values, in place) to the storage type, as
+  // it is stored (the key after RoPE, or before it when rotation_position is set).
+  std::function<void(double* x, int n)> store;
+};
+
 class NaiveLlama {
  public:
   // Reads a llama2.c legacy checkpoint. Throws std::runtime_error if the file is
@@ -71,7 +83,8 @@ class NaiveLlama {
   // logits of every row ([T][vocab]). If `stats` is given it receives one entry per
   // (layer, KV head), index layer * n_kv_heads + kv_head.
   std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const;
+                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
+                        const NaiveKvHooks* hooks = nullptr) const;
 
   // All tokens at positions 0.. in one pass under a static mask (causal is up to the
   // predicate). Logits [n][vocab].
@@ -103,7 +116,14 @@ struct NaivePolicy {
   int recent = 0;             // R (h2o, random)
   int sinks = 0;              // S (sink)
   uint64_t seed = 0;          // random
+  std::string positions = "absolute";  // absolute, cache
+  std::string type = "f32";            // f32, f16, q8
 };
+
+// The spec's storage types, written independently of the engine: an fp32 value rounded to
+// IEEE half (nearest even) as a double, and a vector stored as q8 and dequantised.
+double round_to_half(float x);
+void store_as_q8(double* x, int n);
 
 // One eviction decision of one step for one (layer, KV head).
 struct NaiveEviction {
@@ -152,6 +172,7 @@ class NaiveKvReference {
  private:
   size_t index(int layer, int kv_head) const;
   void evict(int layer, int kv_head, const NaiveStepStats& stats);
+  NaiveKvHooks hooks() const;
   std::set<int> protected_positions(const std::set<int>& kept) const;
   double removal_key(int layer, int kv_head, int pos, const NaiveStepStats& stats) const;
 
@@ -163,6 +184,7 @@ class NaiveKvReference {
   std::vector<std::map<int, double>> score_;       // accumulated score by position
   std::vector<NaiveEviction> evictions_;
   std::vector<NaiveStepStats> last_stats_;  // the last step's statistics, for step_key()
+  std::vector<std::map<int, int>> rank_;    // `cache` positions: this step's rank of each kept position
 };
 
 // Step sizes for feeding n tokens in chunks of `chunk` (0 = everything in one step).
