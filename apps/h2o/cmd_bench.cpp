@@ -49,6 +49,7 @@ struct BenchFlags {
   std::string batch_sizes;
   int max_step_tokens = 512;
   std::string plot;
+  bool no_baseline = false;
 };
 
 std::vector<int> parse_int_list(const std::string& text, const std::string& flag) {
@@ -86,6 +87,7 @@ std::vector<KvSettings> throughput_policies(const BenchFlags& f) {
     bounded.budget = BudgetSpec::parse("20%", "--kv-budget");
     bounded.recent = BudgetSpec::parse("10%", "--kv-recent");
   }
+  if (f.no_baseline) return {bounded};
   return {full, bounded};
 }
 
@@ -247,6 +249,8 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--plot", f->plot, "With --throughput: write throughput vs batch size to PATH.svg/.png");
+  cmd->add_flag("--no-baseline", f->no_baseline,
+                "With --throughput: run the bounded policy only (e.g. to compare --kv-positions at one batch size)");
   cmd->callback([f] { run_bench_command(*f); });
 }
 

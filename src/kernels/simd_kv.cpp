@@ -2,10 +2,12 @@
 // scalar references (kv_reference.cpp): rows are widened exactly in registers (f16 by
 // promotion, q8 as float(q) * d), then summed as dot_f32 / axpy_f32 do.
 //
-// Dots use eight float lanes (kV vectors of N lanes, N = 1, 4 or 8) in dot_f32's order;
-// value rows use the widest vectors, the output held in registers while every row is
-// added to it. Under `cache` positions a key row is widened into a row-sized scratch,
-// rotated by its rank into a second one, and dotted from there (both stay in L1).
+// Dots use eight float lanes (kV vectors of N lanes, N = 1, 4 or 8) in dot_f32's order,
+// four rows at a time (independent sums: their latencies overlap); value rows use the
+// widest vectors, the output held in registers while every row is added to it. Under
+// `cache` positions a key row is rotated by its rank in registers on its way into the dot
+// (or, for shapes where a vector would straddle a rotation boundary, widened into a
+// row-sized scratch, rotated into a second one and dotted from there).
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_kv.cpp"
@@ -60,23 +62,66 @@ struct Q8Row {
   HWY_INLINE float At(size_t i) const { return static_cast<float>(p[i]) * d; }
 };
 
-// dot_f32_reference's order: eight lanes of multiply-then-add, combined as
-// ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), then the tail in order.
-template <class Row>
-HWY_INLINE float DotRow(const float* q, const Row& row, size_t n) {
+// dot_f32_reference's order for each of R rows at once: eight lanes of multiply-then-add,
+// combined as ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), then the tail in order. The rows' sums
+// are independent chains, so R rows overlap their add latencies (one row alone waits on
+// its single accumulator); each row gets the bits it gets alone. Rotate(r, at, v) maps row
+// r's widened values at `at` to what is dotted (the identity, or the rank's rotation).
+template <size_t R, class Row, class Rotate>
+HWY_INLINE void DotRowsR(const float* q, const Row* rows, size_t n, const Rotate& rotate, float* out) {
   const D8 d;
   constexpr size_t N = hn::MaxLanes(d), kV = 8 / N;
-  hn::Vec<D8> acc[kV];
-  for (auto& v : acc) v = hn::Zero(d);
+  hn::Vec<D8> acc[R][kV];
+  for (auto& r : acc) {
+    for (auto& v : r) v = hn::Zero(d);
+  }
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (size_t v = 0; v < kV; ++v) acc[v] = hn::Add(acc[v], hn::Mul(hn::LoadU(d, q + i + v * N), row.Load(d, i + v * N)));
+    for (size_t v = 0; v < kV; ++v) {
+      const size_t at = i + v * N;
+      const auto qv = hn::LoadU(d, q + at);
+      for (size_t r = 0; r < R; ++r) acc[r][v] = hn::Add(acc[r][v], hn::Mul(qv, rotate(r, at, rows[r].Load(d, at))));
+    }
   }
-  HWY_ALIGN float lane[8];
-  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * N);
-  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-  for (; i < n; ++i) s += q[i] * row.At(i);
-  return s;
+  for (size_t r = 0; r < R; ++r) {
+    HWY_ALIGN float lane[8];
+    for (size_t v = 0; v < kV; ++v) hn::Store(acc[r][v], d, lane + v * N);
+    out[r] = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  }
+  if (i < n) {
+    for (size_t r = 0; r < R; ++r) {
+      for (size_t k = i; k < n; ++k) out[r] += q[k] * rows[r].At(k);  // only unrotated rows have a tail
+    }
+  }
+}
+
+struct NoRotation {
+  template <class V>
+  HWY_INLINE V operator()(size_t, size_t, V v) const {
+    return v;
+  }
+};
+
+// Rows idx[0..m) four at a time, then one at a time.
+template <class MakeRow>
+HWY_INLINE void DotRows(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n, float* out) {
+  using Row = decltype(make_row(uint32_t{0}));
+  size_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
+    DotRowsR<4>(q, rows, n, NoRotation{}, out + j);
+  }
+  for (; j < m; ++j) {
+    const Row row = make_row(idx[j]);
+    DotRowsR<1>(q, &row, n, NoRotation{}, out + j);
+  }
+}
+
+template <class Row>
+HWY_INLINE float DotRow(const float* q, const Row& row, size_t n) {
+  float out = 0.0f;
+  DotRowsR<1>(q, &row, n, NoRotation{}, &out);
+  return out;
 }
 
 // y += p[j] * row j for j in order (axpy_f32's rounding), y held in registers kY vectors
@@ -153,31 +198,74 @@ HWY_INLINE void RotateRow(const float* k, const float* cs, size_t n, size_t n_ro
   if (n > n_rot) std::memcpy(out + n_rot, k + n_rot, (n - n_rot) * sizeof(float));
 }
 
-// Row j (rank j): widened (unless already f32), rotated, dotted with q.
+// Row j (rank j) widened, rotated by its rank in registers and dotted with q, four rows
+// at a time. Taken where no vector straddles a rotated/unrotated or NEOX half boundary
+// (n, n_rot and, for NEOX, n_rot / 2 multiples of 8: every head_dim / rotary width in
+// use); per value it computes rotate_kv_row()'s k * C + partner * S, so the same bits.
+template <size_t R, class Row>
+HWY_INLINE void RopeDotRowsR(const float* q, const Row* rows, const float* const* cs, size_t n, size_t n_rot, bool neox,
+                             float* out) {
+  const D8 d;
+  const size_t half = n_rot / 2;
+  const auto rotate = [&](size_t r, size_t at, hn::Vec<D8> kv) {
+    if (at >= n_rot) return kv;
+    hn::Vec<D8> partner;
+    if (neox) {
+      partner = rows[r].Load(d, at < half ? at + half : at - half);
+    } else {
+#if HWY_TARGET == HWY_SCALAR
+      partner = rows[r].Load(d, at ^ 1);  // one lane: its pair's other value
+#else
+      partner = hn::Reverse2(d, kv);  // pairs never straddle a vector (at and N are even)
+#endif
+    }
+    return hn::Add(hn::Mul(kv, hn::LoadU(d, cs[r] + at)), hn::Mul(partner, hn::LoadU(d, cs[r] + n_rot + at)));
+  };
+  DotRowsR<R>(q, rows, n, rotate, out);
+}
+
+// Row j (rank j): widened (unless already f32), rotated, dotted with q; through the two
+// row-sized scratch rows where the fused form does not apply.
 template <class MakeRow>
-HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, size_t m, size_t n, const KvRopeRows& rope,
-                            float* scratch, float* out) {
-  using Row = decltype(make_row(size_t{0}));
+HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n,
+                            const KvRopeRows& rope, float* scratch, float* out) {
+  using Row = decltype(make_row(uint32_t{0}));
+  const size_t n_rot = rope.n_rot, stride = 2 * n_rot;
+  if (n % 8 == 0 && n_rot % 8 == 0 && (!rope.neox || n_rot % 16 == 0)) {
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+      const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
+      const float* cs[4] = {rope.cs + j * stride, rope.cs + (j + 1) * stride, rope.cs + (j + 2) * stride,
+                            rope.cs + (j + 3) * stride};
+      RopeDotRowsR<4>(q, rows, cs, n, n_rot, rope.neox, out + j);
+    }
+    for (; j < m; ++j) {
+      const Row row = make_row(idx[j]);
+      const float* cs = rope.cs + j * stride;
+      RopeDotRowsR<1>(q, &row, &cs, n, n_rot, rope.neox, out + j);
+    }
+    return;
+  }
   for (size_t j = 0; j < m; ++j) {
-    const Row row = make_row(j);
+    const Row row = make_row(idx[j]);
     const float* k = scratch;
     if constexpr (std::is_same_v<Row, F32Row>) {
       k = row.p;
     } else {
       DecodeRow(row, n, scratch);
     }
-    RotateRow(k, rope.cs + j * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch + n);
+    RotateRow(k, rope.cs + j * stride, n, n_rot, rope.neox, scratch + n);
     out[j] = DotRow(q, F32Row{scratch + n}, n);
   }
 }
 
 void DotRowsF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
-  for (size_t j = 0; j < m; ++j) out[j] = DotRow(q, F16Row{rows + idx[j] * n}, n);
+  DotRows(q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out);
 }
 
 void DotRowsQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
                float* out) {
-  for (size_t j = 0; j < m; ++j) out[j] = DotRow(q, Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])}, n);
+  DotRows(q, [&](uint32_t i) { return Q8Row{rows + i * n, fp16_to_fp32(scale[i])}; }, idx, m, n, out);
 }
 
 void AxpyRowsF16(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
@@ -191,17 +279,17 @@ void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const
 
 void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, const KvRopeRows& rope,
                     float* scratch, float* out) {
-  DotRowsRope(q, [&](size_t j) { return F32Row{rows + idx[j] * n}; }, m, n, rope, scratch, out);
+  DotRowsRope(q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
 }
 
 void DotRowsRopeF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
                     const KvRopeRows& rope, float* scratch, float* out) {
-  DotRowsRope(q, [&](size_t j) { return F16Row{rows + idx[j] * n}; }, m, n, rope, scratch, out);
+  DotRowsRope(q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
 }
 
 void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
                    const KvRopeRows& rope, float* scratch, float* out) {
-  DotRowsRope(q, [&](size_t j) { return Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])}; }, m, n, rope, scratch,
+  DotRowsRope(q, [&](uint32_t i) { return Q8Row{rows + i * n, fp16_to_fp32(scale[i])}; }, idx, m, n, rope, scratch,
               out);
 }
 
