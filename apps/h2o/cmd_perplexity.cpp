@@ -156,9 +156,9 @@ void run_perplexity(const PerplexityFlags& f) {
                                   opts.session.kv.describe(), tps)
                           .c_str());
   for (const PerplexitySegment& s : r.segments)
-    std::printf("%s\n", fmt::format("segment {:>6} .. {:<6} ppl {:.4f}  ({} tokens)", s.first, s.first + f.segment,
-                                    s.ppl, s.n)
-                            .c_str());
+    std::printf("%s\n",
+                fmt::format("segment {:>6} .. {:<6} ppl {:.4f}  ({} tokens)", s.first, s.first + f.segment, s.ppl, s.n)
+                    .c_str());
   if (f.per_token) {
     for (double v : r.nll) std::printf("%.6f\n", v);
   }

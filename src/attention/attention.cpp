@@ -80,8 +80,7 @@ void add_values(const HeadRows& r, const float* p, const uint32_t* visible, size
       active_kv_kernels().axpy_rows_f16(p, reinterpret_cast<const uint16_t*>(r.values), visible, m, hd, y);
       return;
     case KvType::Q8:
-      active_kv_kernels().axpy_rows_q8(p, reinterpret_cast<const int8_t*>(r.values), r.value_scale, visible, m, hd,
-                                       y);
+      active_kv_kernels().axpy_rows_q8(p, reinterpret_cast<const int8_t*>(r.values), r.value_scale, visible, m, hd, y);
       return;
   }
 }

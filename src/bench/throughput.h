@@ -61,10 +61,10 @@ struct ThroughputResult {
 // slots (the first prefilling sequence's extra slot is its own "+ 1"). `full` holds the
 // whole sequence in 16-slot pages and needs no scratch.
 struct KvPlan {
-  uint64_t steady = 0;      // bytes per sequence between steps (B + 1 slots, or the whole sequence)
-  uint64_t slot_bytes = 0;  // bounded: bytes of one more slot per (layer, KV head), over all of them
-  int step_tokens = 0;      // bounded: prefill tokens one step holds at most
-  int chunk = 0;            // bounded: prefill tokens per step of one sequence
+  uint64_t steady = 0;                         // bytes per sequence between steps (B + 1 slots, or the whole sequence)
+  uint64_t slot_bytes = 0;                     // bounded: bytes of one more slot per (layer, KV head), over all of them
+  int step_tokens = 0;                         // bounded: prefill tokens one step holds at most
+  int chunk = 0;                               // bounded: prefill tokens per step of one sequence
   uint64_t scratch_bytes(int batch) const;     // the chunk scratch at the peak of `batch` sequences
   uint64_t batch_bytes(int batch) const;       // peak for `batch` sequences
   int fit(uint64_t cap, int max_batch) const;  // largest batch within cap (0 if none)

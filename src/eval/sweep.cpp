@@ -299,9 +299,8 @@ std::string to_csv(const SweepResult& r) {
                        p.n, p.kv_bytes_peak, p.seconds, err);
     } else {
       s += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{}\n", p.policy, kv_type_name(p.type), p.budget,
-                       csv_num(p.acc),
-                       csv_num(p.acc_stderr), csv_num(p.acc_norm), csv_num(p.acc_norm_stderr), p.n, p.n_truncated,
-                       p.kv_bytes_peak, p.seconds, err);
+                       csv_num(p.acc), csv_num(p.acc_stderr), csv_num(p.acc_norm), csv_num(p.acc_norm_stderr), p.n,
+                       p.n_truncated, p.kv_bytes_peak, p.seconds, err);
     }
   }
   return s;

@@ -1,7 +1,7 @@
 // A grid of KV policies x budgets (x KV storage types) on one metric: perplexity of a text
 // (eval/perplexity.h) or accuracy on a multiple-choice task (eval/tasks.h). `full` runs
-// once (per storage type), as the 100% reference. Results go to CSV, JSON and a figure of the metric against the budget, one
-// line per policy (the H2O paper's Figure 4 layout).
+// once (per storage type), as the 100% reference. Results go to CSV, JSON and a figure of the metric against the
+// budget, one line per policy (the H2O paper's Figure 4 layout).
 #pragma once
 
 #include <cmath>

@@ -69,8 +69,7 @@ void rotate_kv_row(const float* k, const float* cs, size_t n, size_t n_rot, bool
   for (size_t i = n_rot; i < n; ++i) out[i] = k[i];
 }
 
-void dot_rows_f16_reference(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
-                            float* out) {
+void dot_rows_f16_reference(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
   std::vector<float> row(n);
   for (size_t j = 0; j < m; ++j) {
     decode_kv_row_f16(rows + idx[j] * n, n, row.data());
@@ -87,8 +86,7 @@ void dot_rows_q8_reference(const float* q, const int8_t* rows, const uint16_t* s
   }
 }
 
-void axpy_rows_f16_reference(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
-                             float* y) {
+void axpy_rows_f16_reference(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
   std::vector<float> row(n);
   for (size_t j = 0; j < m; ++j) {
     decode_kv_row_f16(rows + idx[j] * n, n, row.data());

@@ -260,37 +260,55 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
 }
 
 void DotRowsF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
-  DotRows(q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out);
+  DotRows(
+      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out);
 }
 
 void DotRowsQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
                float* out) {
-  DotRows(q, [&](uint32_t i) { return Q8Row{rows + i * n, fp16_to_fp32(scale[i])}; }, idx, m, n, out);
+  DotRows(
+      q,
+      [&](uint32_t i) {
+        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+      },
+      idx, m, n, out);
 }
 
 void AxpyRowsF16(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
-  AxpyRows(p, [&](size_t j) { return F16Row{rows + idx[j] * n}; }, m, n, y);
+  AxpyRows(
+      p, [&](size_t j) { return F16Row{rows + idx[j] * n}; }, m, n, y);
 }
 
 void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
                 float* y) {
-  AxpyRows(p, [&](size_t j) { return Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])}; }, m, n, y);
+  AxpyRows(
+      p,
+      [&](size_t j) {
+        return Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])};
+      },
+      m, n, y);
 }
 
 void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, const KvRopeRows& rope,
                     float* scratch, float* out) {
-  DotRowsRope(q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
+  DotRowsRope(
+      q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
 }
 
 void DotRowsRopeF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
                     const KvRopeRows& rope, float* scratch, float* out) {
-  DotRowsRope(q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
+  DotRowsRope(
+      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
 }
 
 void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
                    const KvRopeRows& rope, float* scratch, float* out) {
-  DotRowsRope(q, [&](uint32_t i) { return Q8Row{rows + i * n, fp16_to_fp32(scale[i])}; }, idx, m, n, rope, scratch,
-              out);
+  DotRowsRope(
+      q,
+      [&](uint32_t i) {
+        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+      },
+      idx, m, n, rope, scratch, out);
 }
 
 }  // namespace

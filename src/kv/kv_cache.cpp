@@ -12,9 +12,12 @@ namespace h2o {
 size_t kv_row_bytes(KvType type, int head_dim) {
   const size_t hd = static_cast<size_t>(head_dim);
   switch (type) {
-    case KvType::F32: return hd * sizeof(float);
-    case KvType::F16: return hd * sizeof(uint16_t);
-    case KvType::Q8: return hd;
+    case KvType::F32:
+      return hd * sizeof(float);
+    case KvType::F16:
+      return hd * sizeof(uint16_t);
+    case KvType::Q8:
+      return hd;
   }
   return hd * sizeof(float);
 }

@@ -45,10 +45,10 @@ struct KvLayerView {
   const uint16_t* key_scale = nullptr;    // q8: [n_kv_heads][cap] fp16 scales; else null
   const uint16_t* value_scale = nullptr;  // q8: [n_kv_heads][cap]; else null
   size_t row_bytes = 0;
-  const int32_t* pos = nullptr;    // [n_kv_heads][cap]
+  const int32_t* pos = nullptr;     // [n_kv_heads][cap]
   const uint32_t* order = nullptr;  // `cache` positions: [n_kv_heads][cap] live slots by ascending position; else null
-  size_t cap = 0;                  // slot stride between heads
-  int n = 0;                       // live slots per head
+  size_t cap = 0;                   // slot stride between heads
+  int n = 0;                        // live slots per head
   // Statistics the policy asked for, [n_kv_heads][cap], zeroed by append(); null if not needed.
   float* mass = nullptr;           // sum over the group's heads and the step's rows of p(row, slot)
   float* last_row_mass = nullptr;  // sum over the group's heads of p(last row, slot)
@@ -109,7 +109,7 @@ class KvCache {
 
  private:
   struct Layer {
-    std::vector<uint8_t> keys, values;          // [n_kv][cap][row_bytes]
+    std::vector<uint8_t> keys, values;             // [n_kv][cap][row_bytes]
     std::vector<uint16_t> key_scale, value_scale;  // q8: [n_kv][cap]
     std::vector<float> score;
     std::vector<int32_t> pos;

@@ -48,9 +48,12 @@ std::string BudgetSpec::to_string() const {
 
 const char* kv_type_name(KvType t) {
   switch (t) {
-    case KvType::F32: return "f32";
-    case KvType::F16: return "f16";
-    case KvType::Q8: return "q8";
+    case KvType::F32:
+      return "f32";
+    case KvType::F16:
+      return "f16";
+    case KvType::Q8:
+      return "q8";
   }
   return "?";
 }
@@ -126,8 +129,7 @@ KvResolved resolve_kv(const KvSettings& s, int seq_len) {
 
 void check_kv_positions(const KvResolved& kv, bool rotary, const std::string& arch) {
   if (kv.positions == KvPositions::Cache && !rotary)
-    fail("--kv-positions cache: not applicable to architecture '{}' (no rotary position embeddings to re-index)",
-         arch);
+    fail("--kv-positions cache: not applicable to architecture '{}' (no rotary position embeddings to re-index)", arch);
 }
 
 }  // namespace h2o

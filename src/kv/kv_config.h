@@ -69,9 +69,7 @@ KvResolved resolve_kv(const KvSettings& s, int seq_len);
 
 // A bounded cache under `cache` positions never rotates past B + T, so generation may go on
 // past the model's trained context; everything else stops there.
-inline bool streams_past_context(const KvResolved& kv) {
-  return kv.budget > 0 && kv.positions == KvPositions::Cache;
-}
+inline bool streams_past_context(const KvResolved& kv) { return kv.budget > 0 && kv.positions == KvPositions::Cache; }
 
 // `cache` positions re-index rotary embeddings; a model without them (learned absolute
 // position embeddings, e.g. OPT) cannot use the mode. Throws h2o::Error naming the flag

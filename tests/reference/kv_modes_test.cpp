@@ -150,7 +150,8 @@ TEST(KvModes, BoundedCachesStreamPastTheTrainedContext) {
       Session s(model, o);
       const auto logits = test::feed_all(s, tokens, {static_cast<int>(tokens.size())});
       const KvResolved kv = resolve_kv(o.kv, 0);
-      ref::NaiveKvReference r(naive, ref::NaivePolicy{policy, kv.budget, kv.recent, kv.sinks, kv.seed, positions, "f32"});
+      ref::NaiveKvReference r(naive,
+                              ref::NaivePolicy{policy, kv.budget, kv.recent, kv.sinks, kv.seed, positions, "f32"});
       const auto expected = r.run(tokens, ref::chunk_steps(static_cast<int>(tokens.size()), 1));
       const double diff = test::max_abs_diff(test::engine_logprobs(logits, V), expected);
       std::printf("[ kv modes ] %s %s positions, 700 tokens past a 512 context: max |dlogp| = %.3g\n", policy.c_str(),

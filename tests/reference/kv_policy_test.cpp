@@ -201,10 +201,11 @@ class SummaryPrinter : public ::testing::Environment {
  public:
   void TearDown() override {
     for (const auto& [policy, diff] : summary().worst)
-      std::printf("[ kv policy summary ] %-16s %3d cases: max |dlogp| = %.3g (largest mean %.3g), smallest reference "
-                  "eviction margin %.3g, near-ties followed %d\n",
-                  policy.c_str(), summary().cases[policy], diff, summary().worst_mean[policy],
-                  summary().min_margin[policy], summary().near_ties[policy]);
+      std::printf(
+          "[ kv policy summary ] %-16s %3d cases: max |dlogp| = %.3g (largest mean %.3g), smallest reference "
+          "eviction margin %.3g, near-ties followed %d\n",
+          policy.c_str(), summary().cases[policy], diff, summary().worst_mean[policy], summary().min_margin[policy],
+          summary().near_ties[policy]);
   }
 };
 [[maybe_unused]] auto* const kSummary = ::testing::AddGlobalTestEnvironment(new SummaryPrinter);
@@ -266,10 +267,11 @@ TEST_P(KvPolicyGrid, MatchesNaiveReference) {
   const auto engine = test::engine_logprobs(logits, V);
   const double diff = test::max_abs_diff(engine, expected), mean = test::mean_abs_diff(engine, expected);
   summary().add(c.policy + mode(c), diff, r.min_margin(), near_ties, mean);
-  std::printf("[ kv policy ] %-30s max |dlogp| = %.3g (mean %.3g), min margin %.3g, near-ties %d (engine %.3fs, "
-              "lockstep %.3fs)\n",
-              describe(c).c_str(), diff, mean, r.min_margin(), near_ties,
-              std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t2 - t1).count());
+  std::printf(
+      "[ kv policy ] %-30s max |dlogp| = %.3g (mean %.3g), min margin %.3g, near-ties %d (engine %.3fs, "
+      "lockstep %.3fs)\n",
+      describe(c).c_str(), diff, mean, r.min_margin(), near_ties, std::chrono::duration<double>(t1 - t0).count(),
+      std::chrono::duration<double>(t2 - t1).count());
   EXPECT_LE(diff, tolerance(c)) << describe(c);
   EXPECT_LE(mean, mean_tolerance(c)) << describe(c);
 }

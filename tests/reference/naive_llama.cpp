@@ -151,8 +151,7 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
   // Hook 2 (storage type): K and V are rounded per head as they are stored.
   const auto store_round = [&](Vec& x) {
     if (!hooks || !hooks->store) return;
-    for (size_t h = 0; h < x.size(); h += static_cast<size_t>(cfg_.head_size()))
-      hooks->store(&x[h], cfg_.head_size());
+    for (size_t h = 0; h < x.size(); h += static_cast<size_t>(cfg_.head_size())) hooks->store(&x[h], cfg_.head_size());
   };
   const int T = static_cast<int>(tokens.size());
   const int d = cfg_.dim, hs = cfg_.head_size(), kvd = cfg_.kv_dim(), G = cfg_.group();

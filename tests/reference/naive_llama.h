@@ -82,9 +82,8 @@ class NaiveLlama {
   // `store`, lets each query see the stored keys that `visible` allows, and returns the
   // logits of every row ([T][vocab]). If `stats` is given it receives one entry per
   // (layer, KV head), index layer * n_kv_heads + kv_head.
-  std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
-                        const NaiveKvHooks* hooks = nullptr) const;
+  std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos, const Visibility& visible,
+                        std::vector<NaiveStepStats>* stats = nullptr, const NaiveKvHooks* hooks = nullptr) const;
 
   // All tokens at positions 0.. in one pass under a static mask (causal is up to the
   // predicate). Logits [n][vocab].

@@ -4,6 +4,8 @@
 //   - every SIMD kernel gives its scalar reference's bits on every target this CPU runs;
 //   - a key rotated by its rank in the kernel has the bits RopeTable::rotate() gives it, so
 //     `cache` positions under `full` compute exactly what absolute positions compute.
+#include "kernels/kv_kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -14,7 +16,6 @@
 
 #include "format/tensor_type.h"
 #include "kernels/dispatch.h"
-#include "kernels/kv_kernels.h"
 #include "kernels/kv_reference.h"
 #include "kernels/reference.h"
 #include "kernels/rope.h"
@@ -102,8 +103,7 @@ TEST(KvStorage, Q8RoundsHalfToEvenClampsAndStoresZeroRows) {
   encode_kv_row_q8(r.data(), 64, qr.data(), &d);
   std::vector<float> back(64);
   decode_kv_row_q8(qr.data(), d, 64, back.data());
-  for (size_t i = 0; i < 64; ++i)
-    EXPECT_EQ(static_cast<double>(back[i]), static_cast<double>(fp16_to_fp32(d)) * qr[i]);
+  for (size_t i = 0; i < 64; ++i) EXPECT_EQ(static_cast<double>(back[i]), static_cast<double>(fp16_to_fp32(d)) * qr[i]);
 }
 
 // The per-rank rotation rows of a RoPE table, as RankRotations builds them.
@@ -134,7 +134,8 @@ TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
       const KvKernelTable& k = kv_kernels_for(t);
       auto same = [&](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
         ASSERT_EQ(a.size(), b.size());
-        for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(bits(a[i]), bits(b[i])) << t.name << " " << what << " n=" << n << " i=" << i;
+        for (size_t i = 0; i < a.size(); ++i)
+          EXPECT_EQ(bits(a[i]), bits(b[i])) << t.name << " " << what << " n=" << n << " i=" << i;
       };
       std::vector<float> a(m), b(m);
       k.dot_rows_f16(q.data(), rows.f16.data(), idx.data(), m, n, a.data());
