@@ -2,9 +2,10 @@
 # Streaming past the trained context (issue 15): books4M (trained on flat text, 512-token
 # context) scores 8192 tokens of the flat book in one stream, one token per step, under a
 # 128-slot cache, with positions re-indexed in the cache (`cache`) or absolute; against
-# the same policy (and `full`) over 512-token windows. Prints a Markdown table of
-# perplexity per 512-token segment and draws the figure (the last run draws every run's
-# JSON with --plot-with).
+# the same policy (and `full`) over 512-token windows. Prints Markdown tables: perplexity
+# per 512-token segment of the stream, and per segment the stream against the windowed run
+# on the same tokens (from the per-token NLLs); draws the figure (the last run draws every
+# run's JSON with --plot-with).
 #   scripts/kv_streaming.sh [OUT_DIR]   (default docs/figures/streaming-books4M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ OUT=${1:-docs/figures/streaming-books4M}
 M=../shared/models/books4M-f32.gguf
 T=../shared/data/austen-pride-and-prejudice-flat.txt
 mkdir -p "$OUT"
-common=(perplexity -m "$M" -f "$T" --max-tokens 8192 --prefill-chunk 1 --segment 512 -t 1 --json)
+common=(perplexity -m "$M" -f "$T" --max-tokens 8192 --prefill-chunk 1 --segment 512 -t 1 --json --per-token)
 "$H2O" "${common[@]}" --ctx 512 > "$OUT/full-ctx512.json"
 runs=("$OUT/full-ctx512.json")
 for policy in sink h2o; do
@@ -31,4 +32,16 @@ echo "| run | ppl | perplexity per 512-token segment |"
 echo "|---|---:|---|"
 for f in "${runs[@]}"; do
   jq -r '"| \(.kv_description), ctx \(.ctx) | \(.ppl * 100 | round / 100) | \([.segments[].ppl * 100 | round / 100 | tostring] | join(" ")) |"' "$f"
+done
+# Per segment, on the same 512 tokens: the stream's perplexity over the windowed run's.
+seg_ppl='[.nll as $n | range(0; 16) | [$n[. * 512:(. + 1) * 512][]] | add / length | exp]'
+echo
+echo "| policy | positions | stream / 512-token windows, per segment (same tokens) | worst |"
+echo "|---|---|---|---:|"
+for policy in sink h2o; do
+  for positions in cache absolute; do
+    jq -rn --slurpfile s "$OUT/$policy-$positions.json" --slurpfile w "$OUT/$policy-ctx512.json" \
+      "(\$s[0] | $seg_ppl) as \$a | (\$w[0] | $seg_ppl) as \$b | [range(0; 16) | \$a[.] / \$b[.]] as \$r |
+       \"| $policy | $positions | \([\$r[] * 1000 | round / 1000 | tostring] | join(\" \")) | \(\$r | map(. - 1 | fabs) | max * 1000 | round / 10)% |\""
+  done
 done

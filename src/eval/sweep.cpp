@@ -331,15 +331,17 @@ std::string format_table(const SweepResult& r) {
   };
   const std::vector<std::string> metrics = r.metric == "ppl" ? std::vector<std::string>{"ppl"}
                                                              : std::vector<std::string>{"acc", "acc_norm"};
+  size_t w = 8;  // the first column fits the longest row name ("random q8")
+  for (const std::string& line : policies) w = std::max(w, line.size());
   std::string s;
   for (const std::string& m : metrics) {
-    s += fmt::format("| {:<8} |", m);
+    s += fmt::format("| {:<{}} |", m, w);
     for (const std::string& b : budgets) s += fmt::format(" {:>8} |", b);
-    s += "\n|----------|";
+    s += fmt::format("\n|{}|", std::string(w + 2, '-'));
     for (size_t i = 0; i < budgets.size(); ++i) s += "----------|";
     s += "\n";
     for (const std::string& policy : policies) {
-      s += fmt::format("| {:<8} |", policy);
+      s += fmt::format("| {:<{}} |", policy, w);
       for (const std::string& b : budgets) {
         const SweepPoint* p = find(policy, b);
         const double v = p ? metric_of(*p, m) : NAN;
