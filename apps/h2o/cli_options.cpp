@@ -15,6 +15,36 @@ void ModelFlags::add(CLI::App& cmd) {
 
 std::shared_ptr<const Model> ModelFlags::load() const { return Model::load({model, tokenizer}); }
 
+namespace {
+
+// A validator from one of kv_config's parsers: its message without the flag name, which
+// CLI11 puts in front.
+template <class Parse>
+CLI::Validator parser_validator(Parse parse, const std::string& description) {
+  return CLI::Validator(
+      [parse](std::string& value) -> std::string {
+        try {
+          parse(value);
+          return {};
+        } catch (const Error& e) {
+          const std::string msg = e.what();
+          const size_t colon = msg.find(": ");
+          return colon == std::string::npos ? msg : msg.substr(colon + 2);
+        }
+      },
+      description);
+}
+
+}  // namespace
+
+CLI::Validator kv_type_validator() {
+  return parser_validator([](const std::string& v) { return parse_kv_type(v); }, "f32|f16|q8");
+}
+
+CLI::Validator kv_positions_validator() {
+  return parser_validator([](const std::string& v) { return parse_kv_positions(v); }, "absolute|cache");
+}
+
 void KvFlags::add(CLI::App& cmd) {
   cmd.add_option("--kv-policy", policy, "KV eviction policy: full, window, sink, h2o, tova, random")
       ->capture_default_str();
@@ -23,6 +53,14 @@ void KvFlags::add(CLI::App& cmd) {
   cmd.add_option("--kv-sinks", sinks, "Attention-sink slots kept by the sink policy")->capture_default_str();
   cmd.add_option("--prefill-chunk", prefill_chunk, "Prompt tokens per forward step (default: the whole prompt)");
   cmd.add_option("--kv-seed", seed, "Seed of the random policy")->check(unsigned_integer())->capture_default_str();
+  cmd.add_option("--kv-type", type, "KV storage: f32, f16 (IEEE half) or q8 (int8 + one fp16 scale per vector)")
+      ->check(kv_type_validator())
+      ->capture_default_str();
+  cmd.add_option("--kv-positions", positions,
+                 "RoPE positions: absolute (the paper's), or cache (re-indexed by rank in the kept set, never above "
+                 "budget + step: streams past the trained context)")
+      ->check(kv_positions_validator())
+      ->capture_default_str();
 }
 
 KvSettings KvFlags::settings() const {
@@ -37,6 +75,8 @@ KvSettings KvFlags::settings() const {
   if (prefill_chunk < 0) fail("--prefill-chunk: must be at least 1, got {}", prefill_chunk);
   s.prefill_chunk = prefill_chunk;
   s.seed = seed;
+  s.type = parse_kv_type(type);
+  s.positions = parse_kv_positions(positions);
   resolve_kv(s, 1000);  // validates names and relations now (1000: any length works for %)
   return s;
 }

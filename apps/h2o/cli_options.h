@@ -29,10 +29,17 @@ struct KvFlags {
   int sinks = 4;
   int prefill_chunk = 0;
   uint64_t seed = 0;
+  std::string type = "f32";
+  std::string positions = "absolute";
   void add(CLI::App& cmd);
   // Parses and validates the flags (percentages are resolved later, per sequence).
   KvSettings settings() const;
 };
+
+// CLI11 validators for --kv-type / --kv-positions (and lists of them): an unknown value is
+// a parse error (exit 2) with kv_config's one-line message.
+CLI::Validator kv_type_validator();
+CLI::Validator kv_positions_validator();
 
 // --temp, --top-k, --top-p, -s/--seed (llama.cpp's spellings and defaults).
 struct SamplingFlags {

@@ -156,6 +156,8 @@ void run_batch(const BatchFlags& f) {
                            {"n_generated", r.tokens.size()},
                            {"stop_reason", e.stop_reason},
                            {"kv_policy", p.kv.describe()},
+                           {"kv_type", kv_type_name(p.kv.type)},
+                           {"kv_positions", kv_positions_name(p.kv.positions)},
                            {"kv_bytes", e.kv_bytes},
                            {"kv_bytes_peak", e.kv_bytes_peak},
                            {"latency_ms", latency * 1e3},

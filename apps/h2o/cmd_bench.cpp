@@ -4,8 +4,9 @@
 // STREAM-like memory-bandwidth probe. Progress goes to stderr.
 //
 // `h2o bench --throughput -m MODEL -p 2048 -n 512 --kv-memory 4GiB`: batched generation
-// under a KV memory cap, `full` against a bounded policy (default h2o 20%: 10% heavy +
-// 10% recent) side by side, with the ratio; --batch-sizes sweeps the batch size and
+// under a KV memory cap, `full` (always f32, absolute positions: today's baseline) against
+// a bounded policy (default h2o 20%: 10% heavy + 10% recent; with --kv-type and
+// --kv-positions) side by side, with the ratio; --batch-sizes sweeps the batch size and
 // --plot draws throughput against it.
 #include <fmt/format.h>
 
@@ -48,6 +49,7 @@ struct BenchFlags {
   std::string batch_sizes;
   int max_step_tokens = 512;
   std::string plot;
+  bool no_baseline = false;
 };
 
 std::vector<int> parse_int_list(const std::string& text, const std::string& flag) {
@@ -70,18 +72,22 @@ std::vector<int> parse_int_list(const std::string& text, const std::string& flag
   return out;
 }
 
-// The two settings compared: full, and the user's bounded policy (default h2o 20% / 10% recent).
+// The two settings compared: full f32 with absolute positions (the baseline), and the
+// user's bounded policy (default h2o 20% / 10% recent) in the user's storage type and positions.
 std::vector<KvSettings> throughput_policies(const BenchFlags& f) {
   KvSettings full = f.kv.settings();
   KvSettings bounded = full;
   full.policy = "full";
   full.budget.reset();
   full.recent.reset();
+  full.type = KvType::F32;
+  full.positions = KvPositions::Absolute;
   if (bounded.policy == "full") {
     bounded.policy = "h2o";
     bounded.budget = BudgetSpec::parse("20%", "--kv-budget");
     bounded.recent = BudgetSpec::parse("10%", "--kv-recent");
   }
+  if (f.no_baseline) return {bounded};
   return {full, bounded};
 }
 
@@ -234,7 +240,8 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the table");
   cmd->add_flag("--throughput", f->throughput,
-                "Batched generation under --kv-memory: full vs a bounded policy (default h2o 20%, 10% recent)");
+                "Batched generation under --kv-memory: full f32 vs a bounded policy (default h2o 20%, 10% recent; "
+                "--kv-type and --kv-positions apply to it)");
   cmd->add_option("--kv-memory", f->kv_memory, "With --throughput: cap on the sum of the sequences' KV caches")
       ->capture_default_str();
   cmd->add_option("--batch", f->batch, "With --throughput: sequences at once (default: as many as fit the cap)")
@@ -244,6 +251,8 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--plot", f->plot, "With --throughput: write throughput vs batch size to PATH.svg/.png");
+  cmd->add_flag("--no-baseline", f->no_baseline,
+                "With --throughput: run the bounded policy only (e.g. to compare --kv-positions at one batch size)");
   cmd->callback([f] { run_bench_command(*f); });
 }
 

@@ -47,6 +47,8 @@ nlohmann::json kv_json(const EvalFlags& f, const KvSettings& kv) {
           {"kv_budget_spec", f.kv.budget},
           {"kv_recent_spec", f.kv.recent},
           {"kv", kv.describe()},
+          {"kv_type", kv_type_name(kv.type)},
+          {"kv_positions", kv_positions_name(kv.positions)},
           {"prefill_chunk", kv.prefill_chunk}};
 }
 

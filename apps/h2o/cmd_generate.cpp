@@ -25,7 +25,8 @@ struct GenerateFlags {
 };
 
 nlohmann::json kv_json(const KvResolved& kv) {
-  return {{"policy", kv.policy}, {"budget", kv.budget}, {"recent", kv.recent}, {"sinks", kv.sinks}};
+  return {{"policy", kv.policy}, {"budget", kv.budget},           {"recent", kv.recent},
+          {"sinks", kv.sinks},   {"type", kv_type_name(kv.type)}, {"positions", kv_positions_name(kv.positions)}};
 }
 
 void run_generate(const GenerateFlags& f) {

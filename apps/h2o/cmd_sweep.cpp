@@ -18,9 +18,10 @@ namespace {
 
 struct SweepFlags {
   ModelFlags model;
-  KvFlags kv;  // only --kv-recent, --kv-sinks, --prefill-chunk and --kv-seed are offered
+  KvFlags kv;  // only --kv-recent, --kv-sinks, --prefill-chunk, --kv-seed and --kv-positions are offered
   std::vector<std::string> policies = {"full", "window", "sink", "h2o", "tova", "random"};
   std::vector<std::string> budgets = {"5%", "10%", "20%", "50%"};
+  std::vector<std::string> types = {"f32"};
   // perplexity
   std::string text;
   int max_tokens = 0;
@@ -47,6 +48,8 @@ SweepGrid make_grid(const SweepFlags& f) {
   if (f.kv.prefill_chunk < 0) fail("--prefill-chunk: must be at least 1, got {}", f.kv.prefill_chunk);
   g.base.prefill_chunk = f.kv.prefill_chunk;
   g.base.seed = f.kv.seed;
+  g.base.positions = parse_kv_positions(f.kv.positions);
+  for (const std::string& t : f.types) g.types.push_back(parse_kv_type(t, "--kv-types"));
   sweep_points(g);  // validates names and budgets before the model loads
   return g;
 }
@@ -95,8 +98,9 @@ void run_sweep(const SweepFlags& f) {
     std::puts(to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
-  std::printf("%s\n", fmt::format("sweep: {} on {} ({}), prefill chunk {}", r.metric, r.source, r.model,
-                                  r.base.prefill_chunk > 0 ? std::to_string(r.base.prefill_chunk) : "whole")
+  std::printf("%s\n", fmt::format("sweep: {} on {} ({}), prefill chunk {}, {} positions", r.metric, r.source, r.model,
+                                  r.base.prefill_chunk > 0 ? std::to_string(r.base.prefill_chunk) : "whole",
+                                  kv_positions_name(r.base.positions))
                           .c_str());
   std::fputs(format_table(r).c_str(), stdout);
   std::printf("wrote %zu files to %s/\n", written.size(), f.out_dir.c_str());
@@ -132,6 +136,11 @@ void register_sweep(CLI::App& app) {
   // The grid sets the policy and budget; the remaining KV flags apply to every point.
   cmd->remove_option(cmd->get_option("--kv-policy"));
   cmd->remove_option(cmd->get_option("--kv-budget"));
+  cmd->remove_option(cmd->get_option("--kv-type"));
+  cmd->add_option("--kv-types", f->types, "Comma-separated KV storage types, a grid dimension: f32, f16, q8")
+      ->delimiter(',')
+      ->check(kv_type_validator())
+      ->capture_default_str();
   cmd->get_option("--prefill-chunk")
       ->description("Tokens per forward step (1 applies the budget inside every prompt, as in the paper; 0 = whole)")
       ->capture_default_str();

@@ -5,22 +5,85 @@
 #include <cstring>
 #include <vector>
 
+#include "common/check.h"
 #include "kernels/ops.h"
 
 namespace h2o {
 namespace {
 
-// Per-thread scratch for one KV head's rows: probabilities and visible slot indices.
+// Per-thread scratch for one KV head's rows: probabilities, visible slot indices, and the
+// two rows a rotated key passes through.
 struct HeadScratch {
   std::vector<float> p;
   std::vector<uint32_t> visible;
   std::vector<int32_t> visible_pos;
-  void reserve(size_t n, bool observed) {
+  std::vector<float> rope_rows;
+  void reserve(size_t n, size_t head_dim, bool observed) {
     if (p.size() < n) p.resize(n);
     if (visible.size() < n) visible.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
+    if (rope_rows.size() < 2 * head_dim) rope_rows.resize(2 * head_dim);
   }
 };
+
+// One KV head's stored keys and values in the cache's type.
+struct HeadRows {
+  KvType type = KvType::F32;
+  const uint8_t* keys = nullptr;
+  const uint8_t* values = nullptr;
+  const uint16_t* key_scale = nullptr;
+  const uint16_t* value_scale = nullptr;
+};
+
+// out[j] = q . key of slot visible[j] (rotated by rank j under `cache` positions).
+void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const uint32_t* visible, size_t m, size_t hd,
+              float* scratch, float* out) {
+  const KvKernelTable* kv = r.type == KvType::F32 && rope == nullptr ? nullptr : &active_kv_kernels();
+  switch (r.type) {
+    case KvType::F32: {
+      const float* keys = reinterpret_cast<const float*>(r.keys);
+      if (rope) {
+        kv->dot_rows_rope_f32(q, keys, visible, m, hd, *rope, scratch, out);
+      } else {
+        dot_f32_rows(q, keys, visible, m, static_cast<int>(hd), out);
+      }
+      return;
+    }
+    case KvType::F16: {
+      const uint16_t* keys = reinterpret_cast<const uint16_t*>(r.keys);
+      if (rope) {
+        kv->dot_rows_rope_f16(q, keys, visible, m, hd, *rope, scratch, out);
+      } else {
+        kv->dot_rows_f16(q, keys, visible, m, hd, out);
+      }
+      return;
+    }
+    case KvType::Q8: {
+      const int8_t* keys = reinterpret_cast<const int8_t*>(r.keys);
+      if (rope) {
+        kv->dot_rows_rope_q8(q, keys, r.key_scale, visible, m, hd, *rope, scratch, out);
+      } else {
+        kv->dot_rows_q8(q, keys, r.key_scale, visible, m, hd, out);
+      }
+      return;
+    }
+  }
+}
+
+// y += p[j] * value of slot visible[j], j in order.
+void add_values(const HeadRows& r, const float* p, const uint32_t* visible, size_t m, size_t hd, float* y) {
+  switch (r.type) {
+    case KvType::F32:
+      axpy_f32_rows(p, reinterpret_cast<const float*>(r.values), visible, m, static_cast<int>(hd), y);
+      return;
+    case KvType::F16:
+      active_kv_kernels().axpy_rows_f16(p, reinterpret_cast<const uint16_t*>(r.values), visible, m, hd, y);
+      return;
+    case KvType::Q8:
+      active_kv_kernels().axpy_rows_q8(p, reinterpret_cast<const int8_t*>(r.values), r.value_scale, visible, m, hd, y);
+      return;
+  }
+}
 
 // All query heads of KV head `h` over all rows of one job. Writes out[row][qh*hd..] for the
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
@@ -32,12 +95,16 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const float scale_div = sqrtf(static_cast<float>(cfg.head_dim));
   const KvLayerView& kv = job.kv;
   const size_t n = static_cast<size_t>(kv.n);
-  s.reserve(n, observer != nullptr);
+  s.reserve(n, hd, observer != nullptr);
   float* p = s.p.data();
-  uint32_t* visible = s.visible.data();
-  const float* keys = kv.keys + h * kv.cap * hd;
-  const float* values = kv.values + h * kv.cap * hd;
+  const HeadRows rows{kv.type, kv.keys + h * kv.cap * kv.row_bytes, kv.values + h * kv.cap * kv.row_bytes,
+                      kv.key_scale ? kv.key_scale + h * kv.cap : nullptr,
+                      kv.value_scale ? kv.value_scale + h * kv.cap : nullptr};
   const int32_t* pos = kv.pos + h * kv.cap;
+  // `cache` positions: the slots by rank; row r sees a prefix of them, and the j-th slot
+  // of that prefix has rank j.
+  const uint32_t* order = kv.order ? kv.order + h * kv.cap : nullptr;
+  const KvRopeRows* rope = order ? &job.key_rope : nullptr;
   float* mass = kv.mass ? kv.mass + h * kv.cap : nullptr;
   float* last = kv.last_row_mass ? kv.last_row_mass + h * kv.cap : nullptr;
   for (int g = 0; g < group; ++g) {
@@ -47,10 +114,17 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
       float* o = job.out + static_cast<size_t>(r) * qd + qh * hd;
       // Visible slots: the causal mask by absolute position.
       size_t m = 0;
-      for (size_t j = 0; j < n; ++j) {
-        if (pos[j] <= job.q_pos[r]) visible[m++] = static_cast<uint32_t>(j);
+      const uint32_t* visible = s.visible.data();
+      if (order) {
+        m = n;
+        while (m > 0 && pos[order[m - 1]] > job.q_pos[r]) --m;
+        visible = order;
+      } else {
+        for (size_t j = 0; j < n; ++j) {
+          if (pos[j] <= job.q_pos[r]) s.visible[m++] = static_cast<uint32_t>(j);
+        }
       }
-      dot_f32_rows(qv, keys, visible, m, cfg.head_dim, p);
+      dot_keys(rows, rope, qv, visible, m, hd, s.rope_rows.data(), p);
       for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
       softmax(p, static_cast<int>(m));
       if (observer) {
@@ -59,7 +133,7 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
                                  p, static_cast<int>(m)});
       }
       std::memset(o, 0, hd * sizeof(float));
-      axpy_f32_rows(p, values, visible, m, cfg.head_dim, o);
+      add_values(rows, p, visible, m, hd, o);
       if (mass) {
         for (size_t j = 0; j < m; ++j) mass[visible[j]] += p[j];
       }
@@ -70,11 +144,15 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   }
 }
 
+void check_job(const AttentionJob& job) {
+  if (job.kv.order && job.key_rope.cs == nullptr) fail("internal: cache positions without rank rotations");
+}
+
 }  // namespace
 
-void attention(const AttentionShape& cfg, const float* q, const int32_t* q_pos, int n_rows, const KvLayerView& kv,
-               float* out, ThreadPool& pool, const AttentionObserver* observer, int layer) {
-  const AttentionJob job{q, q_pos, n_rows, kv, out};
+void attention(const AttentionShape& cfg, const AttentionJob& job, ThreadPool& pool, const AttentionObserver* observer,
+               int layer) {
+  check_job(job);
   if (observer) {
     // Observed runs stay on this thread: the observer is not thread-safe.
     HeadScratch s;
@@ -87,9 +165,11 @@ void attention(const AttentionShape& cfg, const float* q, const int32_t* q_pos, 
 void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool) {
   const size_t heads = static_cast<size_t>(cfg.n_kv_heads);
   size_t work = 0;
-  for (const AttentionJob& j : jobs)
+  for (const AttentionJob& j : jobs) {
+    check_job(j);
     work += static_cast<size_t>(j.n_rows) * static_cast<size_t>(cfg.n_heads) * static_cast<size_t>(j.kv.n) *
             static_cast<size_t>(cfg.head_dim) * 2;
+  }
   // One task per (job, KV head): each writes its own outputs and statistics.
   pool.parallel_for(
       jobs.size() * heads,

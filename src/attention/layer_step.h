@@ -2,6 +2,12 @@
 // once for every architecture: the forward driver hands over the layer's q, k, v of every
 // sequence in the step, and this applies positions (RoPE), appends the new slots, runs
 // attention and lets each cache finish the step (score update, eviction).
+//
+// Positions follow each cache's settings (KvResolved::positions): `absolute` rotates q and
+// k at the tokens' absolute positions before k is stored; `cache` stores k before RoPE and
+// rotates, after the append, every key by its rank in its (layer, KV head)'s kept set (in
+// the attention kernels) and query row t by its own token's rank, n - T + t (the step's
+// tokens hold the T highest positions of every head, which all hold n slots).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +16,7 @@
 
 #include "attention/attention.h"
 #include "attention/attention_observer.h"
+#include "attention/rank_rotations.h"
 #include "common/thread_pool.h"
 #include "kernels/rope.h"
 #include "kv/kv_cache.h"
@@ -31,14 +38,16 @@ struct LayerSegment {
 
 class LayerAttention {
  public:
-  // rope: the model's table (disabled for models without rotary embeddings). An observer,
-  // if given, sees every attention row (single-threaded then).
+  // rope: the model's table (disabled for models without rotary embeddings: a cache with
+  // `cache` positions is then refused). An observer, if given, sees every attention row
+  // (single-threaded then).
   void run(const AttentionShape& shape, const RopeTable& rope, int layer, std::span<const LayerSegment> segments,
            ThreadPool& pool, const AttentionObserver* observer = nullptr);
 
  private:
   std::vector<AttentionJob> jobs_;  // [segments]
   std::vector<float> cos_sin_;      // [n_rot/2][2] angles of one row
+  RankRotations ranks_;             // `cache` positions: rotations by rank
 };
 
 }  // namespace h2o

@@ -65,10 +65,15 @@ bool reset_peak_rss() {
   return static_cast<bool>(f.flush());
 }
 
+uint64_t KvPlan::scratch_bytes(int batch) const {
+  if (slot_bytes == 0 || batch <= 0) return 0;
+  const int64_t tokens = std::min<int64_t>(step_tokens, static_cast<int64_t>(batch) * chunk);
+  return static_cast<uint64_t>(std::max<int64_t>(tokens - 1, 0)) * slot_bytes;
+}
+
 uint64_t KvPlan::batch_bytes(int batch) const {
   const uint64_t n = static_cast<uint64_t>(std::max(batch, 0));
-  const uint64_t k = std::min<uint64_t>(n, static_cast<uint64_t>(concurrent_prefills));
-  return (n - k) * steady + k * prefill;
+  return n * steady + scratch_bytes(batch);
 }
 
 int KvPlan::fit(uint64_t cap, int max_batch) const {
@@ -80,15 +85,17 @@ int KvPlan::fit(uint64_t cap, int max_batch) const {
 KvPlan plan_kv(const ModelConfig& cfg, const KvResolved& kv, int n_prompt, int n_gen, int prefill_chunk,
                int max_step_tokens) {
   KvPlan p;
+  const AttentionShape shape = cfg.attention_shape();
   const int len = std::min(cfg.context_length, n_prompt + n_gen);
   if (kv.budget > 0) {
-    const int chunk = prefill_chunk > 0 ? std::min(prefill_chunk, n_prompt) : n_prompt;
-    p.steady = KvCache::bytes_for(cfg.attention_shape(), kv, std::min(kv.budget + 1, cfg.context_length));
-    p.prefill = KvCache::bytes_for(cfg.attention_shape(), kv, std::min(kv.budget + chunk, cfg.context_length));
-    p.concurrent_prefills = std::max(1, max_step_tokens / chunk) + 1;
+    const int steady_slots = std::min(kv.budget + 1, cfg.context_length);
+    p.chunk = prefill_chunk > 0 ? std::min(prefill_chunk, n_prompt) : n_prompt;
+    p.step_tokens = std::max(max_step_tokens, p.chunk);
+    p.steady = KvCache::bytes_for(shape, kv, steady_slots);
+    p.slot_bytes = KvCache::bytes_for(shape, kv, steady_slots + 1) - p.steady;
   } else {
     const int cap = (len + KvCache::kPageSlots - 1) / KvCache::kPageSlots * KvCache::kPageSlots;
-    p.steady = p.prefill = KvCache::bytes_for(cfg.attention_shape(), kv, cap);
+    p.steady = KvCache::bytes_for(shape, kv, cap);
   }
   return p;
 }
@@ -136,6 +143,7 @@ ThroughputResult run_throughput(std::shared_ptr<const Model> model, const Throug
     res.fitted = true;
   }
   res.kv_bytes_planned = plan.batch_bytes(res.batch);
+  res.kv_bytes_scratch = plan.scratch_bytes(res.batch);
 
   BatchOptions bo;
   bo.threads = opts.threads;
@@ -199,7 +207,13 @@ nlohmann::json throughput_to_json(const ThroughputResult& r) {
   const auto spread = [](const Spread& s) {
     return nlohmann::json{{"median", s.median}, {"min", s.min}, {"max", s.max}};
   };
-  return {{"kv", {{"policy", r.kv.policy}, {"budget", r.kv.budget}, {"recent", r.kv.recent}, {"sinks", r.kv.sinks}}},
+  return {{"kv",
+           {{"policy", r.kv.policy},
+            {"budget", r.kv.budget},
+            {"recent", r.kv.recent},
+            {"sinks", r.kv.sinks},
+            {"type", kv_type_name(r.kv.type)},
+            {"positions", kv_positions_name(r.kv.positions)}}},
           {"kv_description", r.kv_description},
           {"n_prompt", r.n_prompt},
           {"n_gen", r.n_gen},
@@ -210,6 +224,7 @@ nlohmann::json throughput_to_json(const ThroughputResult& r) {
           {"kv_memory_cap", r.kv_memory},
           {"kv_bytes_per_sequence", r.kv_bytes_per_sequence},
           {"kv_bytes_planned", r.kv_bytes_planned},
+          {"kv_bytes_scratch", r.kv_bytes_scratch},
           {"kv_bytes_peak", r.kv_bytes_peak},
           {"peak_rss_bytes", r.peak_rss_bytes},
           {"weight_bytes", r.weight_bytes},

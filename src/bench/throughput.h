@@ -39,6 +39,7 @@ struct ThroughputResult {
   uint64_t kv_memory = 0;
   uint64_t kv_bytes_per_sequence = 0;  // planned: one decoding sequence's cache (budget + 1 slots, or all)
   uint64_t kv_bytes_planned = 0;       // planned peak of the batch (KvPlan::batch_bytes)
+  uint64_t kv_bytes_scratch = 0;       // of which the prefill chunk scratch (KvPlan::scratch_bytes)
   uint64_t kv_bytes_peak = 0;          // measured: largest sum over the live caches during any step
   uint64_t peak_rss_bytes = 0;         // process high-water mark during the run (reset before it where possible)
   uint64_t weight_bytes = 0;
@@ -51,15 +52,20 @@ struct ThroughputResult {
   Spread ttft_s;                     // per sequence: start of the run to its first token
 };
 
-// How much KV memory a batch needs. A bounded cache holds budget + prefill chunk slots
-// while its prompt goes in and budget + 1 after it (it shrinks); the engine prefills at
-// most `concurrent_prefills` sequences at once (its per-step prefill token limit / the
-// chunk, plus one that may start beside a finishing one). `full` holds the whole sequence
-// in 16-slot pages.
+// How much KV memory a batch needs: admission counts what is kept. Between steps a
+// bounded cache holds B + 1 slots (a decoding step appends one); a prefill step of T
+// tokens grows it to B + T for that step only (BatchEngine shrinks it back after every
+// prefill step), and one engine step prefills at most max(max_step_tokens, chunk) tokens
+// over all its sequences. So n sequences need n x (B + 1) slots plus the chunk scratch of
+// the sequences prefilling in one step: min(max(max_step_tokens, chunk), n x chunk) - 1
+// slots (the first prefilling sequence's extra slot is its own "+ 1"). `full` holds the
+// whole sequence in 16-slot pages and needs no scratch.
 struct KvPlan {
-  uint64_t steady = 0;   // bytes per sequence while decoding
-  uint64_t prefill = 0;  // bytes per sequence while its prompt goes in
-  int concurrent_prefills = 1;
+  uint64_t steady = 0;                         // bytes per sequence between steps (B + 1 slots, or the whole sequence)
+  uint64_t slot_bytes = 0;                     // bounded: bytes of one more slot per (layer, KV head), over all of them
+  int step_tokens = 0;                         // bounded: prefill tokens one step holds at most
+  int chunk = 0;                               // bounded: prefill tokens per step of one sequence
+  uint64_t scratch_bytes(int batch) const;     // the chunk scratch at the peak of `batch` sequences
   uint64_t batch_bytes(int batch) const;       // peak for `batch` sequences
   int fit(uint64_t cap, int max_batch) const;  // largest batch within cap (0 if none)
 };

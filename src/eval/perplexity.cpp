@@ -21,7 +21,10 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
   const int model_ctx = model->config().context_length;
   const int ctx = opts.ctx > 0 ? opts.ctx : model_ctx;
   if (ctx < 2) fail("--ctx: must be at least 2, got {}", ctx);
-  if (ctx > model_ctx) fail("--ctx: {} exceeds the model's context length {}", ctx, model_ctx);
+  if (ctx > model_ctx && resolve_kv(opts.session.kv, ctx).budget == 0)
+    fail("--ctx: {} exceeds the model's context length {} (only a bounded --kv-policy streams past it)", ctx,
+         model_ctx);
+  if (opts.segment < 0) fail("--segment: must be at least 1, got {}", opts.segment);
   if (text_tokens.empty()) fail("perplexity: the text has no tokens");
   const size_t per_window = static_cast<size_t>(ctx - 1);
   const size_t V = static_cast<size_t>(model->config().vocab_size);
@@ -38,6 +41,8 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
   std::vector<int32_t> window;
   std::vector<float> logits;
   double total = 0.0;
+  std::vector<double> seg_sum;
+  std::vector<size_t> seg_n;
   for (size_t start = first; start < text_tokens.size(); start += per_window) {
     const size_t n = std::min(per_window, text_tokens.size() - start);
     window.assign(1, bos ? *bos : text_tokens[start - 1]);
@@ -55,6 +60,15 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
       const double nll = token_nll(std::span(logits).subspan(i * V, V), window[i + 1]);
       res.nll.push_back(nll);
       total += nll;
+      if (opts.segment > 0) {
+        const size_t k = i / static_cast<size_t>(opts.segment);
+        if (k >= seg_sum.size()) {
+          seg_sum.resize(k + 1, 0.0);
+          seg_n.resize(k + 1, 0);
+        }
+        seg_sum[k] += nll;
+        ++seg_n[k];
+      }
     }
     res.kv_bytes_peak = std::max(res.kv_bytes_peak, session.kv_bytes_peak());
     ++res.n_windows;
@@ -64,6 +78,14 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.mean_nll = total / static_cast<double>(res.n_tokens);
   res.ppl = std::exp(res.mean_nll);
+  for (size_t k = 0; k < seg_sum.size(); ++k) {
+    PerplexitySegment s;
+    s.first = k * static_cast<size_t>(opts.segment);
+    s.n = seg_n[k];
+    s.mean_nll = seg_sum[k] / static_cast<double>(seg_n[k]);
+    s.ppl = std::exp(s.mean_nll);
+    res.segments.push_back(s);
+  }
   return res;
 }
 

@@ -28,6 +28,7 @@ void write_text(const std::string& path, const std::string& text, std::vector<st
 KvSettings point_settings(const SweepGrid& grid, const SweepPoint& p) {
   KvSettings kv = grid.base;
   kv.policy = p.policy;
+  kv.type = p.type;
   kv.budget.reset();
   if (p.policy == "full") {
     kv.recent.reset();  // recent/sinks only matter to bounded policies
@@ -45,6 +46,7 @@ SweepResult run_grid(const SweepGrid& grid, const SweepCallbacks& cb,
   r.base = grid.base;
   r.points = sweep_points(grid);
   r.percent = grid.budgets.empty() || grid.budgets.front().percent;
+  r.several_types = grid.types.size() > 1;
   std::string first_error;
   size_t failed = 0;
   for (size_t i = 0; i < r.points.size(); ++i) {
@@ -74,6 +76,12 @@ std::pair<double, double> budget_range(const SweepResult& r) {
   return {lo, hi};
 }
 
+// The table row / figure line of a point: its policy, with its storage type when the grid
+// has several.
+std::string line_of(const SweepResult& r, const SweepPoint& p) {
+  return r.several_types ? fmt::format("{} {}", p.policy, kv_type_name(p.type)) : p.policy;
+}
+
 double metric_of(const SweepPoint& p, const std::string& m) {
   if (m == "ppl") return p.ppl;
   if (m == "acc") return p.acc;
@@ -98,22 +106,22 @@ plot::LinePlot metric_plot(const SweepResult& r, const std::string& m) {
   const auto [lo, hi] = budget_range(r);
   std::vector<std::string> order;
   for (const SweepPoint& p : r.points) {
-    if (std::find(order.begin(), order.end(), p.policy) == order.end()) order.push_back(p.policy);
+    if (std::find(order.begin(), order.end(), line_of(r, p)) == order.end()) order.push_back(line_of(r, p));
   }
   double ymin = INFINITY, ymax = -INFINITY;
   std::vector<plot::Series> band;
-  for (const std::string& policy : order) {
-    plot::Series s{policy, {}, {}, plot::LineStyle::LinesPoints, {}};
+  for (const std::string& line : order) {
+    plot::Series s{line, {}, {}, plot::LineStyle::LinesPoints, {}};
     for (const SweepPoint& p : r.points) {
-      if (p.policy != policy) continue;
+      if (line_of(r, p) != line) continue;
       const double y = metric_of(p, m);
       if (!std::isfinite(y)) continue;
       ymin = std::min(ymin, y);
       ymax = std::max(ymax, y);
-      if (policy == "full") {
-        s.label = "full cache";
+      if (p.policy == "full") {
+        s.label = r.several_types ? fmt::format("full cache {}", kv_type_name(p.type)) : "full cache";
         s.style = plot::LineStyle::Dashed;
-        s.color = "#000000";
+        if (!r.several_types) s.color = "#000000";
         s.x = {lo, hi};
         s.y = {y, y};
         // Accuracy differences within full's standard error are noise: draw that band.
@@ -154,26 +162,38 @@ std::vector<SweepPoint> sweep_points(const SweepGrid& grid) {
       fail("--budgets: give all budgets as percentages or all as token counts, not a mix");
   }
   const bool percent = grid.budgets.empty() || grid.budgets.front().percent;
+  const std::vector<KvType> types = grid.types.empty() ? std::vector<KvType>{grid.base.type} : grid.types;
+  for (size_t i = 0; i < types.size(); ++i) {
+    if (std::find(types.begin(), types.begin() + static_cast<std::ptrdiff_t>(i), types[i]) !=
+        types.begin() + static_cast<std::ptrdiff_t>(i))
+      fail("--kv-types: {} is given twice", kv_type_name(types[i]));
+  }
   std::vector<SweepPoint> points;
   bool full_done = false;
   for (const std::string& policy : grid.policies) {
     if (policy == "full") {
       if (full_done) continue;
       full_done = true;
-      SweepPoint p;
-      p.policy = policy;
-      p.budget = percent ? "100%" : "all";
-      p.budget_value = percent ? 100.0 : 0.0;
-      points.push_back(p);
+      for (KvType t : types) {
+        SweepPoint p;
+        p.policy = policy;
+        p.type = t;
+        p.budget = percent ? "100%" : "all";
+        p.budget_value = percent ? 100.0 : 0.0;
+        points.push_back(p);
+      }
       continue;
     }
     if (grid.budgets.empty()) fail("--budgets: policy {} needs at least one budget", policy);
     for (const BudgetSpec& b : grid.budgets) {
-      SweepPoint p;
-      p.policy = policy;
-      p.budget = budget_text(b);
-      p.budget_value = b.value;
-      points.push_back(p);
+      for (KvType t : types) {
+        SweepPoint p;
+        p.policy = policy;
+        p.type = t;
+        p.budget = budget_text(b);
+        p.budget_value = b.value;
+        points.push_back(p);
+      }
     }
   }
   return points;
@@ -227,6 +247,7 @@ nlohmann::json to_json(const SweepResult& r) {
   nlohmann::json pts = nlohmann::json::array();
   for (const SweepPoint& p : r.points) {
     nlohmann::json j = {{"policy", p.policy},
+                        {"kv_type", kv_type_name(p.type)},
                         {"budget", p.budget},
                         {"budget_value", p.budget_value},
                         {"n", p.n},
@@ -254,6 +275,7 @@ nlohmann::json to_json(const SweepResult& r) {
                       {"kv_recent", r.base.recent ? r.base.recent->to_string() : "budget/2"},
                       {"kv_sinks", r.base.sinks},
                       {"kv_seed", r.base.seed},
+                      {"kv_positions", kv_positions_name(r.base.positions)},
                       {"points", pts}};
   if (r.metric == "ppl") j["ctx"] = r.ctx;
   else j["num_fewshot"] = r.num_fewshot;
@@ -262,21 +284,23 @@ nlohmann::json to_json(const SweepResult& r) {
 
 std::string to_csv(const SweepResult& r) {
   const bool ppl = r.metric == "ppl";
-  std::string s = ppl ? "policy,budget,budget_slots,ppl,mean_nll,n_tokens,kv_bytes_peak,seconds,error\n"
-                      : "policy,budget,acc,acc_stderr,acc_norm,acc_norm_stderr,n_items,n_truncated,kv_bytes_peak,seconds,error\n";
+  std::string s =
+      ppl ? "policy,kv_type,budget,budget_slots,ppl,mean_nll,n_tokens,kv_bytes_peak,seconds,error\n"
+          : "policy,kv_type,budget,acc,acc_stderr,acc_norm,acc_norm_stderr,n_items,n_truncated,kv_bytes_peak,seconds,"
+            "error\n";
   for (const SweepPoint& p : r.points) {
     // Errors are single-line messages; commas and quotes are the only CSV hazards.
     std::string err = p.error;
     std::replace(err.begin(), err.end(), '"', '\'');
     if (!err.empty()) err = "\"" + err + "\"";
     if (ppl) {
-      s += fmt::format("{},{},{},{},{},{},{},{:.3f},{}\n", p.policy, p.budget,
+      s += fmt::format("{},{},{},{},{},{},{},{},{:.3f},{}\n", p.policy, kv_type_name(p.type), p.budget,
                        p.budget_slots >= 0 ? std::to_string(p.budget_slots) : "", csv_num(p.ppl), csv_num(p.mean_nll),
                        p.n, p.kv_bytes_peak, p.seconds, err);
     } else {
-      s += fmt::format("{},{},{},{},{},{},{},{},{},{:.3f},{}\n", p.policy, p.budget, csv_num(p.acc),
-                       csv_num(p.acc_stderr), csv_num(p.acc_norm), csv_num(p.acc_norm_stderr), p.n, p.n_truncated,
-                       p.kv_bytes_peak, p.seconds, err);
+      s += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{}\n", p.policy, kv_type_name(p.type), p.budget,
+                       csv_num(p.acc), csv_num(p.acc_stderr), csv_num(p.acc_norm), csv_num(p.acc_norm_stderr), p.n,
+                       p.n_truncated, p.kv_bytes_peak, p.seconds, err);
     }
   }
   return s;
@@ -284,6 +308,7 @@ std::string to_csv(const SweepResult& r) {
 
 std::string describe_point(const std::string& metric, const SweepPoint& p) {
   std::string s = p.policy == "full" ? "full" : fmt::format("{} {}", p.policy, p.budget);
+  if (p.type != KvType::F32) s += fmt::format(" {}", kv_type_name(p.type));
   if (!p.error.empty()) return s + ": skipped: " + p.error;
   if (metric == "ppl") s += fmt::format(": ppl {:.4f}", p.ppl);
   else s += fmt::format(": acc {:.4f}  acc_norm {:.4f}", p.acc, p.acc_norm);
@@ -292,29 +317,31 @@ std::string describe_point(const std::string& metric, const SweepPoint& p) {
 }
 
 std::string format_table(const SweepResult& r) {
-  std::vector<std::string> budgets, policies;
+  std::vector<std::string> budgets, policies;  // policies: the table's rows (line_of)
   for (const SweepPoint& p : r.points) {
     if (p.policy != "full" && std::find(budgets.begin(), budgets.end(), p.budget) == budgets.end())
       budgets.push_back(p.budget);
-    if (std::find(policies.begin(), policies.end(), p.policy) == policies.end()) policies.push_back(p.policy);
+    if (std::find(policies.begin(), policies.end(), line_of(r, p)) == policies.end()) policies.push_back(line_of(r, p));
   }
-  auto find = [&](const std::string& policy, const std::string& budget) -> const SweepPoint* {
+  auto find = [&](const std::string& line, const std::string& budget) -> const SweepPoint* {
     for (const SweepPoint& p : r.points) {
-      if (p.policy == policy && (policy == "full" || p.budget == budget)) return &p;
+      if (line_of(r, p) == line && (p.policy == "full" || p.budget == budget)) return &p;
     }
     return nullptr;
   };
   const std::vector<std::string> metrics = r.metric == "ppl" ? std::vector<std::string>{"ppl"}
                                                              : std::vector<std::string>{"acc", "acc_norm"};
+  size_t w = 8;  // the first column fits the longest row name ("random q8")
+  for (const std::string& line : policies) w = std::max(w, line.size());
   std::string s;
   for (const std::string& m : metrics) {
-    s += fmt::format("| {:<8} |", m);
+    s += fmt::format("| {:<{}} |", m, w);
     for (const std::string& b : budgets) s += fmt::format(" {:>8} |", b);
-    s += "\n|----------|";
+    s += fmt::format("\n|{}|", std::string(w + 2, '-'));
     for (size_t i = 0; i < budgets.size(); ++i) s += "----------|";
     s += "\n";
     for (const std::string& policy : policies) {
-      s += fmt::format("| {:<8} |", policy);
+      s += fmt::format("| {:<{}} |", policy, w);
       for (const std::string& b : budgets) {
         const SweepPoint* p = find(policy, b);
         const double v = p ? metric_of(*p, m) : NAN;

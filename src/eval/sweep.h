@@ -1,7 +1,7 @@
-// A grid of KV policies x budgets on one metric: perplexity of a text (eval/perplexity.h)
-// or accuracy on a multiple-choice task (eval/tasks.h). `full` runs once, as the 100%
-// reference. Results go to CSV, JSON and a figure of the metric against the budget, one
-// line per policy (the H2O paper's Figure 4 layout).
+// A grid of KV policies x budgets (x KV storage types) on one metric: perplexity of a text
+// (eval/perplexity.h) or accuracy on a multiple-choice task (eval/tasks.h). `full` runs
+// once (per storage type), as the 100% reference. Results go to CSV, JSON and a figure of the metric against the
+// budget, one line per policy (the H2O paper's Figure 4 layout).
 #pragma once
 
 #include <cmath>
@@ -23,12 +23,14 @@ namespace h2o {
 struct SweepGrid {
   std::vector<std::string> policies;  // run in this order; "full" once, budget-less
   std::vector<BudgetSpec> budgets;    // all percentages or all token counts
-  KvSettings base;                    // recent, sinks, prefill chunk, seed for every point
+  std::vector<KvType> types;          // storage types of every (policy, budget); empty = base.type
+  KvSettings base;                    // recent, sinks, prefill chunk, seed, positions for every point
 };
 
 // One grid point's measurement. Metric fields not used by the sweep's metric stay NaN.
 struct SweepPoint {
   std::string policy;
+  KvType type = KvType::F32;
   std::string budget;       // as given ("20%", "64"); "100%" or "all" for full
   double budget_value = 0;  // the number in `budget` (percent or slots); 100 / 0 for full
   int budget_slots = -1;    // slots per (layer, KV head) for a full window; -1 if per sequence
@@ -48,6 +50,7 @@ struct SweepResult {
   int ctx = 0;          // perplexity window (0 for tasks)
   int num_fewshot = 0;
   bool percent = true;  // budgets are percentages of the sequence
+  bool several_types = false;  // the grid has more than one storage type: lines are "policy type"
   KvSettings base;
   std::vector<SweepPoint> points;
 };
@@ -78,7 +81,8 @@ std::string to_csv(const SweepResult& r);
 // Policies as rows, budgets as columns, the metric in the cells (acc_norm too for tasks).
 std::string format_table(const SweepResult& r);
 // One line for a finished point of a sweep on `metric` ("ppl" or "acc"):
-// "h2o 20%: ppl 5.1234 (102 slots)  kv_bytes_peak 1234  1.2 s".
+// "h2o 20%: ppl 5.1234 (102 slots)  kv_bytes_peak 1234  1.2 s" (the storage type after the
+// budget unless it is f32).
 std::string describe_point(const std::string& metric, const SweepPoint& p);
 
 // Writes sweep.csv, sweep.json and the figure(s) sweep-ppl or sweep-acc + sweep-acc_norm

@@ -2,13 +2,32 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "common/check.h"
+#include "kernels/kv_reference.h"
 
 namespace h2o {
 
+size_t kv_row_bytes(KvType type, int head_dim) {
+  const size_t hd = static_cast<size_t>(head_dim);
+  switch (type) {
+    case KvType::F32:
+      return hd * sizeof(float);
+    case KvType::F16:
+      return hd * sizeof(uint16_t);
+    case KvType::Q8:
+      return hd;
+  }
+  return hd * sizeof(float);
+}
+
 KvCache::KvCache(const AttentionShape& cfg, const KvResolved& kv, int max_step)
-    : cfg_(cfg), kv_(kv), policy_(make_policy(kv)), max_step_(std::max(0, max_step)) {
+    : cfg_(cfg),
+      kv_(kv),
+      policy_(make_policy(kv)),
+      max_step_(std::max(0, max_step)),
+      row_bytes_(kv_row_bytes(kv.type, cfg.head_dim)) {
   layers_.resize(static_cast<size_t>(cfg.n_layers));
   update_bytes();
 }
@@ -16,22 +35,34 @@ KvCache::KvCache(const AttentionShape& cfg, const KvResolved& kv, int max_step)
 KvCache::~KvCache() = default;
 
 void KvCache::reallocate(int new_cap) {
-  const size_t hd = static_cast<size_t>(cfg_.head_dim), nkv = static_cast<size_t>(cfg_.n_kv_heads);
+  const size_t rb = row_bytes_, nkv = static_cast<size_t>(cfg_.n_kv_heads);
   const size_t nc = static_cast<size_t>(new_cap), oc = static_cast<size_t>(cap_);
+  const bool q8 = kv_.type == KvType::Q8, ranked = kv_.positions == KvPositions::Cache;
   for (Layer& L : layers_) {
-    std::vector<float> k(nkv * nc * hd), v(nkv * nc * hd), s(nkv * nc);
+    std::vector<uint8_t> k(nkv * nc * rb), v(nkv * nc * rb);
+    std::vector<uint16_t> ks(q8 ? nkv * nc : 0), vs(q8 ? nkv * nc : 0);
+    std::vector<float> s(nkv * nc);
     std::vector<int32_t> p(nkv * nc);
+    std::vector<uint32_t> o(ranked ? nkv * nc : 0);
     const size_t live = static_cast<size_t>(L.n);
     for (size_t h = 0; h < nkv && live > 0; ++h) {
-      std::memcpy(&k[h * nc * hd], &L.keys[h * oc * hd], live * hd * sizeof(float));
-      std::memcpy(&v[h * nc * hd], &L.values[h * oc * hd], live * hd * sizeof(float));
+      std::memcpy(&k[h * nc * rb], &L.keys[h * oc * rb], live * rb);
+      std::memcpy(&v[h * nc * rb], &L.values[h * oc * rb], live * rb);
+      if (q8) {
+        std::memcpy(&ks[h * nc], &L.key_scale[h * oc], live * sizeof(uint16_t));
+        std::memcpy(&vs[h * nc], &L.value_scale[h * oc], live * sizeof(uint16_t));
+      }
       std::memcpy(&s[h * nc], &L.score[h * oc], live * sizeof(float));
       std::memcpy(&p[h * nc], &L.pos[h * oc], live * sizeof(int32_t));
+      if (ranked) std::memcpy(&o[h * nc], &L.order[h * oc], live * sizeof(uint32_t));
     }
     L.keys = std::move(k);
     L.values = std::move(v);
+    L.key_scale = std::move(ks);
+    L.value_scale = std::move(vs);
     L.score = std::move(s);
     L.pos = std::move(p);
+    L.order = std::move(o);
   }
   cap_ = new_cap;
   const ScoreNeed need = policy_->score_need();
@@ -42,23 +73,28 @@ void KvCache::reallocate(int new_cap) {
 
 namespace {
 
-// Keys + values + positions + scores of `cap` slots per (layer, KV head), plus the per-step
-// score scratch ([n_kv_heads][cap]) when the policy reads attention statistics.
-size_t cache_bytes(const AttentionShape& cfg, ScoreNeed need, int cap) {
+// Keys + values (stored type, q8 scales included) + positions + scores (+ the rank order
+// under `cache` positions) of `cap` slots per (layer, KV head), plus the per-step score
+// scratch ([n_kv_heads][cap]) when the policy reads attention statistics.
+size_t cache_bytes(const AttentionShape& cfg, const KvResolved& kv, ScoreNeed need, int cap) {
   const size_t c = static_cast<size_t>(cap), nkv = static_cast<size_t>(cfg.n_kv_heads);
-  const size_t per_slot = 2 * static_cast<size_t>(cfg.head_dim) * sizeof(float) + sizeof(int32_t) + sizeof(float);
+  size_t per_slot = 2 * kv_row_bytes(kv.type, cfg.head_dim) + sizeof(int32_t) + sizeof(float);
+  if (kv.type == KvType::Q8) per_slot += 2 * sizeof(uint16_t);
+  if (kv.positions == KvPositions::Cache) per_slot += sizeof(uint32_t);
   const size_t scratch = need == ScoreNeed::None ? 0 : nkv * c * sizeof(float);
   return c * static_cast<size_t>(cfg.n_layers) * nkv * per_slot + scratch;
 }
 
+constexpr uint32_t kDead = std::numeric_limits<uint32_t>::max();
+
 }  // namespace
 
 size_t KvCache::bytes_for(const AttentionShape& cfg, const KvResolved& kv, int cap) {
-  return cache_bytes(cfg, make_policy(kv)->score_need(), cap);
+  return cache_bytes(cfg, kv, make_policy(kv)->score_need(), cap);
 }
 
 void KvCache::update_bytes() {
-  bytes_ = cache_bytes(cfg_, policy_->score_need(), cap_);
+  bytes_ = cache_bytes(cfg_, kv_, policy_->score_need(), cap_);
   peak_bytes_ = std::max(peak_bytes_, bytes_);
 }
 
@@ -78,32 +114,55 @@ void KvCache::begin_step(int n_tokens) {
   if (needed <= cap_) return;
   if (kv_.budget > 0) {
     // The largest step (the prefill chunk if known, else the first step, usually the
-    // prompt) sets the size once: budget + step, never more than the context holds.
-    if (cap_ == 0 && max_step_ >= n_tokens) {
-      reallocate(std::min(kv_.budget + max_step_, cfg_.context_length));
-      return;
-    }
-    // Between steps a head holds at most B slots, so later steps up to that size fit.
-    reallocate(std::max(needed, std::min(kv_.budget + n_tokens, cfg_.context_length)));
+    // prompt) sets the size once: budget + step; within the context never more than the
+    // context holds. Between steps a head holds at most B slots, so later steps up to that
+    // size fit. (A sequence streaming past the context may need more than the context.)
+    const int step = cap_ == 0 && max_step_ >= n_tokens ? max_step_ : n_tokens;
+    reallocate(std::max(needed, std::min(kv_.budget + step, cfg_.context_length)));
   } else {
     reallocate((needed + kPageSlots - 1) / kPageSlots * kPageSlots);
+  }
+}
+
+void KvCache::store_row(const float* x, uint8_t* row, uint16_t* scale) const {
+  const size_t hd = static_cast<size_t>(cfg_.head_dim);
+  switch (kv_.type) {
+    case KvType::F32:
+      std::memcpy(row, x, hd * sizeof(float));
+      return;
+    case KvType::F16:
+      encode_kv_row_f16(x, hd, reinterpret_cast<uint16_t*>(row));
+      return;
+    case KvType::Q8:
+      encode_kv_row_q8(x, hd, reinterpret_cast<int8_t*>(row), scale);
+      return;
   }
 }
 
 void KvCache::append(int layer, const float* k, const float* v, const int32_t* positions, int n_tokens) {
   Layer& L = layers_[static_cast<size_t>(layer)];
   if (L.n + n_tokens > cap_) fail("internal: KV append beyond capacity (begin_step not called)");
-  const size_t hd = static_cast<size_t>(cfg_.head_dim), cap = static_cast<size_t>(cap_);
+  const size_t hd = static_cast<size_t>(cfg_.head_dim), cap = static_cast<size_t>(cap_), rb = row_bytes_;
   const size_t kvd = static_cast<size_t>(cfg_.kv_dim());
+  const bool q8 = kv_.type == KvType::Q8, ranked = !L.order.empty();
+  if (ranked) {
+    // The rank order appends the new slots at its end: they must come after every kept position.
+    for (int t = 0; t < n_tokens; ++t) {
+      const int32_t prev = t > 0 ? positions[t - 1] : L.n > 0 ? L.pos[L.order[static_cast<size_t>(L.n) - 1]] : -1;
+      if (positions[t] <= prev) fail("internal: KV positions must ascend ({} after {})", positions[t], prev);
+    }
+  }
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     const size_t hb = static_cast<size_t>(h);
     for (int t = 0; t < n_tokens; ++t) {
       const size_t slot = static_cast<size_t>(L.n) + static_cast<size_t>(t);
       const size_t src = static_cast<size_t>(t) * kvd + hb * hd;
-      std::memcpy(&L.keys[(hb * cap + slot) * hd], k + src, hd * sizeof(float));
-      std::memcpy(&L.values[(hb * cap + slot) * hd], v + src, hd * sizeof(float));
-      L.pos[hb * cap + slot] = positions[t];
-      L.score[hb * cap + slot] = 0.0f;
+      const size_t at = hb * cap + slot;
+      store_row(k + src, &L.keys[at * rb], q8 ? &L.key_scale[at] : nullptr);
+      store_row(v + src, &L.values[at * rb], q8 ? &L.value_scale[at] : nullptr);
+      L.pos[at] = positions[t];
+      L.score[at] = 0.0f;
+      if (ranked) L.order[at] = static_cast<uint32_t>(slot);
     }
   }
   L.n += n_tokens;
@@ -114,9 +173,14 @@ void KvCache::append(int layer, const float* k, const float* v, const int32_t* p
 KvLayerView KvCache::layer_view(int layer) {
   Layer& L = layers_[static_cast<size_t>(layer)];
   KvLayerView v;
+  v.type = kv_.type;
   v.keys = L.keys.data();
   v.values = L.values.data();
+  v.key_scale = L.key_scale.empty() ? nullptr : L.key_scale.data();
+  v.value_scale = L.value_scale.empty() ? nullptr : L.value_scale.data();
+  v.row_bytes = row_bytes_;
   v.pos = L.pos.data();
+  v.order = L.order.empty() ? nullptr : L.order.data();
   v.cap = static_cast<size_t>(cap_);
   v.n = L.n;
   v.mass = mass_.empty() ? nullptr : mass_.data();
@@ -139,7 +203,7 @@ void KvCache::finish_step(int layer, int64_t tokens_seen) {
 }
 
 void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, int64_t tokens_seen) {
-  const size_t cap = static_cast<size_t>(cap_), hd = static_cast<size_t>(cfg_.head_dim);
+  const size_t cap = static_cast<size_t>(cap_), rb = row_bytes_;
   const size_t base = static_cast<size_t>(kv_head) * cap;
   SlotView view;
   view.pos = &L.pos[base];
@@ -150,20 +214,43 @@ void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, in
   policy_->select_victims(view, EvictionSite{layer_index, kv_head, tokens_seen}, n_evict, victims_);
   if (static_cast<int>(victims_.size()) != n_evict)
     fail("internal: policy chose {} victims, expected {}", victims_.size(), n_evict);
+  // The rank order follows the moves: rank_of_slot_ is its inverse while slots move.
+  uint32_t* order = L.order.empty() ? nullptr : &L.order[base];
+  if (order) {
+    rank_of_slot_.resize(static_cast<size_t>(L.n));
+    for (int r = 0; r < L.n; ++r) rank_of_slot_[order[r]] = static_cast<uint32_t>(r);
+  }
+  const bool q8 = !L.key_scale.empty();
   // Fill each hole with the last live slot; descending order keeps the moved slot live.
   std::sort(victims_.begin(), victims_.end(), std::greater<>());
   int n = L.n;
   for (int victim : victims_) {
     const int last = n - 1;
+    const size_t vs = static_cast<size_t>(victim), ls = static_cast<size_t>(last);
+    if (order) order[rank_of_slot_[vs]] = kDead;
     if (victim != last) {
-      const size_t dst = base + static_cast<size_t>(victim), src = base + static_cast<size_t>(last);
-      std::memcpy(&L.keys[dst * hd], &L.keys[src * hd], hd * sizeof(float));
-      std::memcpy(&L.values[dst * hd], &L.values[src * hd], hd * sizeof(float));
+      const size_t dst = base + vs, src = base + ls;
+      std::memcpy(&L.keys[dst * rb], &L.keys[src * rb], rb);
+      std::memcpy(&L.values[dst * rb], &L.values[src * rb], rb);
+      if (q8) {
+        L.key_scale[dst] = L.key_scale[src];
+        L.value_scale[dst] = L.value_scale[src];
+      }
       L.pos[dst] = L.pos[src];
       L.score[dst] = L.score[src];
       if (!last_mass_.empty()) last_mass_[dst] = last_mass_[src];
+      if (order) {
+        order[rank_of_slot_[ls]] = static_cast<uint32_t>(victim);
+        rank_of_slot_[vs] = rank_of_slot_[ls];
+      }
     }
     --n;
+  }
+  if (order) {
+    int w = 0;
+    for (int r = 0; r < L.n; ++r) {
+      if (order[r] != kDead) order[w++] = order[r];
+    }
   }
 }
 
@@ -177,13 +264,37 @@ const int32_t* KvCache::positions(int layer, int kv_head) const {
 const float* KvCache::scores(int layer, int kv_head) const {
   return &layers_[static_cast<size_t>(layer)].score[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_)];
 }
-const float* KvCache::keys(int layer, int kv_head) const {
-  return &layers_[static_cast<size_t>(layer)]
-              .keys[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.head_dim)];
+const uint32_t* KvCache::order(int layer, int kv_head) const {
+  const Layer& L = layers_[static_cast<size_t>(layer)];
+  return L.order.empty() ? nullptr : &L.order[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_)];
 }
-const float* KvCache::values(int layer, int kv_head) const {
-  return &layers_[static_cast<size_t>(layer)]
-              .values[static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) * static_cast<size_t>(cfg_.head_dim)];
+
+void KvCache::read_row(const std::vector<uint8_t>& rows, const std::vector<uint16_t>& scales, int kv_head, int slot,
+                       float* out) const {
+  const size_t at = static_cast<size_t>(kv_head) * static_cast<size_t>(cap_) + static_cast<size_t>(slot);
+  const size_t hd = static_cast<size_t>(cfg_.head_dim);
+  const uint8_t* row = &rows[at * row_bytes_];
+  switch (kv_.type) {
+    case KvType::F32:
+      std::memcpy(out, row, hd * sizeof(float));
+      return;
+    case KvType::F16:
+      decode_kv_row_f16(reinterpret_cast<const uint16_t*>(row), hd, out);
+      return;
+    case KvType::Q8:
+      decode_kv_row_q8(reinterpret_cast<const int8_t*>(row), scales[at], hd, out);
+      return;
+  }
+}
+
+void KvCache::read_key(int layer, int kv_head, int slot, float* out) const {
+  const Layer& L = layers_[static_cast<size_t>(layer)];
+  read_row(L.keys, L.key_scale, kv_head, slot, out);
+}
+
+void KvCache::read_value(int layer, int kv_head, int slot, float* out) const {
+  const Layer& L = layers_[static_cast<size_t>(layer)];
+  read_row(L.values, L.value_scale, kv_head, slot, out);
 }
 
 }  // namespace h2o

@@ -1,10 +1,16 @@
 // Slot storage of one sequence's KV cache (shared/spec/kv-policies.md).
 //
-// Per (layer, KV head) there is a set of slots, each holding a key and a value vector
-// (after RoPE), the token's absolute position and its accumulated attention score.
-// Layout per layer, with cap = capacity():
-//   keys   [n_kv_heads][cap][head_dim]   values [n_kv_heads][cap][head_dim]
+// Per (layer, KV head) there is a set of slots, each holding a key and a value vector in
+// the cache's storage type (KvResolved::type: f32, f16, or q8 = int8 + one fp16 scale per
+// vector), the token's absolute position and its accumulated attention score. Keys are
+// stored after RoPE at their absolute positions, or before RoPE under `cache` positions,
+// where attention rotates them by their rank at every step.
+// Layout per layer, with cap = capacity() and row = kv_row_bytes(type, head_dim):
+//   keys   [n_kv_heads][cap][row]        values [n_kv_heads][cap][row]
+//   key_scale, value_scale [n_kv_heads][cap] (q8 only: fp16 bits)
 //   pos    [n_kv_heads][cap]             score  [n_kv_heads][cap]
+//   order  [n_kv_heads][cap] (`cache` positions only: the live slots by ascending position,
+//          so a slot's rank is its index in order)
 // Slots 0..n_slots(layer)-1 are live; their order is arbitrary (not by position).
 //
 // A bounded policy allocates budget + largest step slots once, at the first step (a
@@ -27,13 +33,22 @@
 
 namespace h2o {
 
+// Bytes of one stored key or value vector of head_dim values (q8: the int8 values; the
+// scale lives in its own plane).
+size_t kv_row_bytes(KvType type, int head_dim);
+
 // What the attention kernel reads and writes for one layer.
 struct KvLayerView {
-  const float* keys = nullptr;    // [n_kv_heads][cap][head_dim]
-  const float* values = nullptr;  // [n_kv_heads][cap][head_dim]
-  const int32_t* pos = nullptr;   // [n_kv_heads][cap]
-  size_t cap = 0;                 // slot stride between heads
-  int n = 0;                      // live slots per head
+  KvType type = KvType::F32;
+  const uint8_t* keys = nullptr;          // [n_kv_heads][cap] rows of row_bytes
+  const uint8_t* values = nullptr;        // [n_kv_heads][cap] rows of row_bytes
+  const uint16_t* key_scale = nullptr;    // q8: [n_kv_heads][cap] fp16 scales; else null
+  const uint16_t* value_scale = nullptr;  // q8: [n_kv_heads][cap]; else null
+  size_t row_bytes = 0;
+  const int32_t* pos = nullptr;     // [n_kv_heads][cap]
+  const uint32_t* order = nullptr;  // `cache` positions: [n_kv_heads][cap] live slots by ascending position; else null
+  size_t cap = 0;                   // slot stride between heads
+  int n = 0;                        // live slots per head
   // Statistics the policy asked for, [n_kv_heads][cap], zeroed by append(); null if not needed.
   float* mass = nullptr;           // sum over the group's heads and the step's rows of p(row, slot)
   float* last_row_mass = nullptr;  // sum over the group's heads of p(last row, slot)
@@ -57,7 +72,9 @@ class KvCache {
   // Makes room for n_tokens more slots per head (grows `full`; bounded caches are sized
   // for budget + max_step already). Call once per step, before the first layer.
   void begin_step(int n_tokens);
-  // Copies the step's keys/values ([T][n_kv_heads*head_dim]) into new slots with score 0.
+  // Stores the step's keys/values ([T][n_kv_heads*head_dim], keys after RoPE, or before it
+  // under `cache` positions) in the storage type, in new slots with score 0. Positions
+  // must be above every position in the cache, ascending.
   void append(int layer, const float* k, const float* v, const int32_t* positions, int n_tokens);
   KvLayerView layer_view(int layer);
   // Adds this step's mass to the scores, then evicts down to the budget (per KV head).
@@ -79,20 +96,30 @@ class KvCache {
   // Read access for tests and analysis: slots of one (layer, KV head).
   const int32_t* positions(int layer, int kv_head) const;
   const float* scores(int layer, int kv_head) const;
-  const float* keys(int layer, int kv_head) const;
-  const float* values(int layer, int kv_head) const;
+  // `cache` positions: the live slots by ascending position (null otherwise).
+  const uint32_t* order(int layer, int kv_head) const;
+  // A slot's stored key / value, dequantised ([head_dim]).
+  void read_key(int layer, int kv_head, int slot, float* out) const;
+  void read_value(int layer, int kv_head, int slot, float* out) const;
 
-  // Bytes allocated for keys, values, positions, scores and the per-step score scratch.
+  // Bytes allocated for keys and values (in the stored type, with their scales),
+  // positions, scores, the rank order (`cache` positions) and the per-step score scratch.
   size_t bytes() const { return bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }
 
  private:
   struct Layer {
-    std::vector<float> keys, values, score;
+    std::vector<uint8_t> keys, values;             // [n_kv][cap][row_bytes]
+    std::vector<uint16_t> key_scale, value_scale;  // q8: [n_kv][cap]
+    std::vector<float> score;
     std::vector<int32_t> pos;
+    std::vector<uint32_t> order;  // `cache` positions
     int n = 0;
   };
   void reallocate(int new_cap);
+  void store_row(const float* x, uint8_t* row, uint16_t* scale) const;
+  void read_row(const std::vector<uint8_t>& rows, const std::vector<uint16_t>& scales, int kv_head, int slot,
+                float* out) const;
   void evict_head(Layer& layer, int layer_index, int kv_head, int n_evict, int64_t tokens_seen);
   void update_bytes();
 
@@ -104,6 +131,8 @@ class KvCache {
   std::vector<Layer> layers_;
   std::vector<float> mass_, last_mass_;  // scratch [n_kv_heads][cap], reused by every layer
   std::vector<int> victims_;
+  std::vector<uint32_t> rank_of_slot_;  // eviction scratch under `cache` positions
+  size_t row_bytes_ = 0;
   size_t bytes_ = 0, peak_bytes_ = 0;
 };
 

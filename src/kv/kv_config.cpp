@@ -46,11 +46,42 @@ std::string BudgetSpec::to_string() const {
   return percent ? fmt::format("{}%", value) : fmt::format("{}", static_cast<long long>(value));
 }
 
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::F32:
+      return "f32";
+    case KvType::F16:
+      return "f16";
+    case KvType::Q8:
+      return "q8";
+  }
+  return "?";
+}
+
+const char* kv_positions_name(KvPositions p) { return p == KvPositions::Cache ? "cache" : "absolute"; }
+
+KvType parse_kv_type(const std::string& text, const std::string& flag) {
+  for (KvType t : {KvType::F32, KvType::F16, KvType::Q8}) {
+    if (text == kv_type_name(t)) return t;
+  }
+  fail("{}: unknown KV storage type '{}' (choose from f32, f16, q8)", flag, text);
+}
+
+KvPositions parse_kv_positions(const std::string& text, const std::string& flag) {
+  for (KvPositions p : {KvPositions::Absolute, KvPositions::Cache}) {
+    if (text == kv_positions_name(p)) return p;
+  }
+  fail("{}: unknown position mode '{}' (choose from absolute, cache)", flag, text);
+}
+
 std::string KvSettings::describe() const {
   std::string s = policy;
   if (budget) s += " budget " + budget->to_string();
   if (policy == "h2o" || policy == "random") s += " recent " + (recent ? recent->to_string() : "budget/2");
   if (policy == "sink") s += fmt::format(" sinks {}", sinks);
+  // The defaults (f32, absolute) are left out: every description before these modes stays the same.
+  if (type != KvType::F32) s += fmt::format(" {}", kv_type_name(type));
+  if (positions != KvPositions::Absolute) s += " cache-positions";
   return s;
 }
 
@@ -67,6 +98,8 @@ KvResolved resolve_kv(const KvSettings& s, int seq_len) {
   KvResolved r;
   r.policy = s.policy;
   r.seed = s.seed;
+  r.type = s.type;
+  r.positions = s.positions;
   if (s.policy == "full") {
     if (s.recent) fail("--kv-recent: not used by policy full");
     return r;
@@ -92,6 +125,11 @@ KvResolved resolve_kv(const KvSettings& s, int seq_len) {
     }
   }
   return r;
+}
+
+void check_kv_positions(const KvResolved& kv, bool rotary, const std::string& arch) {
+  if (kv.positions == KvPositions::Cache && !rotary)
+    fail("--kv-positions cache: not applicable to architecture '{}' (no rotary position embeddings to re-index)", arch);
 }
 
 }  // namespace h2o

@@ -9,6 +9,20 @@
 
 namespace h2o {
 
+// How a slot stores its key and value vectors (shared/spec/kv-policies.md, "Storage
+// types"): as computed, IEEE half, or int8 with one fp16 scale per vector.
+enum class KvType : uint8_t { F32, F16, Q8 };
+// Which position a key and a query are rotated by (spec, "Positions"): the token's
+// absolute position (keys cached after RoPE), or its rank inside the (layer, KV head)'s
+// kept set (keys cached before RoPE, rotated at every step).
+enum class KvPositions : uint8_t { Absolute, Cache };
+
+const char* kv_type_name(KvType t);
+const char* kv_positions_name(KvPositions p);
+// "f32" | "f16" | "q8" and "absolute" | "cache"; anything else throws h2o::Error naming `flag`.
+KvType parse_kv_type(const std::string& text, const std::string& flag = "--kv-type");
+KvPositions parse_kv_positions(const std::string& text, const std::string& flag = "--kv-positions");
+
 // A slot count given either as a number of tokens or as a percentage of the sequence
 // length ("64" or "20%").
 struct BudgetSpec {
@@ -29,6 +43,8 @@ struct KvSettings {
   int sinks = 4;                     // sink
   int prefill_chunk = 0;             // tokens per prefill step; 0 = the whole prompt
   uint64_t seed = 0;                 // random policy
+  KvType type = KvType::F32;
+  KvPositions positions = KvPositions::Absolute;
 
   std::string describe() const;
 };
@@ -40,6 +56,8 @@ struct KvResolved {
   int recent = 0;  // R
   int sinks = 0;   // S
   uint64_t seed = 0;
+  KvType type = KvType::F32;
+  KvPositions positions = KvPositions::Absolute;
 };
 
 const std::vector<std::string>& kv_policy_names();
@@ -48,5 +66,14 @@ const std::vector<std::string>& kv_policy_names();
 // of `seq_len` tokens (0 if unknown). Throws h2o::Error with a clear message. With a
 // percentage budget that resolves to B <= sinks, the sink count is capped at B - 1.
 KvResolved resolve_kv(const KvSettings& s, int seq_len);
+
+// A bounded cache under `cache` positions never rotates past B + T, so generation may go on
+// past the model's trained context; everything else stops there.
+inline bool streams_past_context(const KvResolved& kv) { return kv.budget > 0 && kv.positions == KvPositions::Cache; }
+
+// `cache` positions re-index rotary embeddings; a model without them (learned absolute
+// position embeddings, e.g. OPT) cannot use the mode. Throws h2o::Error naming the flag
+// and the architecture if `kv` asks for it and the model has no rotary keys.
+void check_kv_positions(const KvResolved& kv, bool rotary, const std::string& arch);
 
 }  // namespace h2o

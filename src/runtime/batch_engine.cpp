@@ -64,7 +64,9 @@ KvResolved validate_request(const Model& model, const SequenceRequest& req) {
   if (req.max_tokens < 0) fail("max_tokens: must be >= 0, got {}", req.max_tokens);
   req.sampling.validate();
   if (req.kv.prefill_chunk < 0) fail("prefill chunk: must be >= 1, got {}", req.kv.prefill_chunk);
-  return resolve_kv(req.kv, expected_length(c, req));
+  const KvResolved kv = resolve_kv(req.kv, expected_length(c, req));
+  check_kv_positions(kv, model.rope().enabled(), c.arch);
+  return kv;
 }
 
 BatchEngine::BatchEngine(std::shared_ptr<const Model> model, const BatchOptions& opts)
@@ -202,8 +204,11 @@ std::vector<SequenceEvent> BatchEngine::step() {
       prompt_tokens_ += static_cast<uint64_t>(n);
     }
     s.n_past += n;
+    // A bounded cache holds the step's chunk only during the step: back to B + 1 slots, so
+    // only the sequences prefilling in a step hold chunk slots (see KvPlan in
+    // bench/throughput.h); the next chunk grows it again.
+    if (was_prefill) s.cache->shrink_to_step(1);
     if (!segments[i].logits) continue;
-    if (was_prefill) s.cache->shrink_to_step(1);  // decoding appends one token per step from here
     if (s.req.max_tokens == 0) {
       s.done = true;
       events.push_back(event(s, -1, true, "length"));
@@ -222,7 +227,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     if (s.generated >= s.req.max_tokens) {
       e.finished = true;
       e.stop_reason = "length";
-    } else if (s.n_past >= c.context_length) {
+    } else if (s.n_past >= c.context_length && !streams_past_context(s.cache->settings())) {
       e.finished = true;
       e.stop_reason = "context";
     }

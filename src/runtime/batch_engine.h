@@ -40,7 +40,7 @@ struct SequenceEvent {
   uint64_t id = 0;
   int32_t token = -1;        // the sampled token, or -1 when the event only finishes the sequence
   bool finished = false;     // the sequence is done and has been removed from the engine
-  std::string stop_reason;   // when finished: "length", "eos" or "context"
+  std::string stop_reason;   // when finished: "length", "eos" or "context" (not under streams_past_context())
   int n_prompt = 0;          // the sequence's prompt tokens
   int n_generated = 0;       // tokens sampled so far, this one included
   size_t kv_bytes = 0;       // the sequence's KV cache after this step (freed right after a final event)

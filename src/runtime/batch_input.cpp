@@ -105,6 +105,16 @@ PromptSpec parse_prompt_line(std::string_view line, const PromptSpec& defaults) 
     p.kv.recent = budget_field(j, "kv_recent", p.kv.recent);
     p.kv.sinks = static_cast<int>(int_field(j, "kv_sinks", p.kv.sinks, 0, kIntMax));
     p.kv.prefill_chunk = static_cast<int>(int_field(j, "prefill_chunk", p.kv.prefill_chunk, 0, kIntMax));
+    for (const char* name : {"kv_type", "kv_positions"}) {
+      const json* v = field(j, name);
+      if (v == nullptr) continue;
+      if (!v->is_string()) fail("field '{}' must be a string, got {}", name, v->type_name());
+      if (std::string_view(name) == "kv_type") {
+        p.kv.type = parse_kv_type(v->get<std::string>(), name);
+      } else {
+        p.kv.positions = parse_kv_positions(v->get<std::string>(), name);
+      }
+    }
   } catch (const json::exception& e) {
     p.error = fmt::format("invalid JSON: {}", e.what());
   } catch (const Error& e) {

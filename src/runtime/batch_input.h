@@ -1,7 +1,8 @@
 // The prompt file of `h2o batch`: one prompt per line, or JSONL whose objects may set
 //   {"prompt": "...", "id": any, "n_predict"|"max_tokens": N, "temperature"|"temp": T,
 //    "top_k": K, "top_p": P, "seed": S, "ignore_eos": bool, "kv_policy": "h2o",
-//    "kv_budget": 64 | "20%", "kv_recent": ..., "kv_sinks": N, "prefill_chunk": N}
+//    "kv_budget": 64 | "20%", "kv_recent": ..., "kv_sinks": N, "prefill_chunk": N,
+//    "kv_type": "f32" | "f16" | "q8", "kv_positions": "absolute" | "cache"}
 // over the command line's settings. A line that cannot run gets an error of its own (the
 // other lines still run); a field of the wrong type or out of its type's range is such an
 // error, never a wrapped or truncated value. Pure functions: the fuzzer runs them.

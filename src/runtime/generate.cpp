@@ -51,7 +51,7 @@ GenerateResult generate(const std::shared_ptr<const Model>& model, const Generat
     if (on_text) on_text(piece);
     prev = next;
     if (i + 1 == opts.n_predict) break;  // no forward pass for a token nobody will sample from
-    if (session.n_past() >= ctx) {
+    if (session.n_past() >= ctx && !streams_past_context(session.kv())) {
       res.stop_reason = "context";
       break;
     }

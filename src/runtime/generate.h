@@ -1,5 +1,6 @@
 // Text generation on one session: encode the prompt (BOS first), prefill it, then sample
-// until EOS, the token limit, or the model's context length.
+// until EOS, the token limit, or the model's context length (a bounded cache under `cache`
+// positions goes on past it: see streams_past_context()).
 #pragma once
 
 #include <cstdint>

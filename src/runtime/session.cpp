@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "common/check.h"
@@ -11,6 +12,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     : model_(std::move(model)), forward_(*model_) {
   const ModelConfig& c = model_->config();
   const KvResolved kv = resolve_kv(opts.kv, opts.expected_length);
+  check_kv_positions(kv, model_->rope().enabled(), c.arch);
   pool_ = std::make_unique<ThreadPool>(opts.threads);
   chunk_ = opts.kv.prefill_chunk;
   // With whole-prompt prefill the largest step is the prompt, unknown until it comes.
@@ -21,9 +23,14 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
 std::span<const float> Session::feed(std::span<const int32_t> tokens, std::vector<float>* all_logits) {
   const ModelConfig& c = model_->config();
   if (tokens.empty()) fail("nothing to feed: empty token list");
-  if (static_cast<size_t>(n_past_) + tokens.size() > static_cast<size_t>(c.context_length))
+  // A bounded cache holds B slots however long the sequence: it may stream past the trained
+  // context (positions past it under `absolute`; ranks below B + T under `cache`).
+  if (cache_->settings().budget == 0 &&
+      static_cast<size_t>(n_past_) + tokens.size() > static_cast<size_t>(c.context_length))
     fail("sequence of {} tokens would pass the model's context length {}", static_cast<size_t>(n_past_) + tokens.size(),
          c.context_length);
+  if (static_cast<size_t>(n_past_) + tokens.size() > static_cast<size_t>(INT32_MAX))
+    fail("sequence of {} tokens is too long", static_cast<size_t>(n_past_) + tokens.size());
   const size_t V = static_cast<size_t>(c.vocab_size);
   if (all_logits) all_logits->resize(tokens.size() * V);
   const size_t chunk = chunk_ > 0 ? static_cast<size_t>(chunk_) : tokens.size();

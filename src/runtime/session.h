@@ -23,13 +23,15 @@ struct SessionOptions {
 
 class Session {
  public:
-  // Throws h2o::Error for invalid KV settings.
+  // Throws h2o::Error for invalid KV settings (also `cache` positions on a model without
+  // rotary embeddings).
   Session(std::shared_ptr<const Model> model, const SessionOptions& opts);
 
   // Runs `tokens` through the model at positions n_past().., in steps of the prefill
   // chunk. Returns the logits after the last token ([vocab]). If all_logits is given it
   // receives [tokens.size()][vocab]: the logits after every token. Throws h2o::Error if
-  // the sequence would pass the model's context length.
+  // a `full` cache's sequence would pass the model's context length (a bounded cache may
+  // stream past it).
   std::span<const float> feed(std::span<const int32_t> tokens, std::vector<float>* all_logits = nullptr);
 
   int n_past() const { return n_past_; }

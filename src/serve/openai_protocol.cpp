@@ -275,6 +275,13 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat, con
   r.kv_budget = get_budget(j, "kv_budget");
   r.kv_recent = get_budget(j, "kv_recent");
   if (auto s = get_int(j, "kv_sinks", 0, 1 << 20)) r.kv_sinks = static_cast<int>(*s);
+  try {
+    if (auto t = get_string(j, "kv_type")) r.kv_type = parse_kv_type(*t, "kv_type");
+    if (auto p = get_string(j, "kv_positions")) r.kv_positions = parse_kv_positions(*p, "kv_positions");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    throw ApiError(400, msg, msg.substr(0, msg.find(':')), "invalid_value");
+  }
   return r;
 }
 
@@ -292,6 +299,8 @@ KvSettings merge_kv(const KvSettings& server, const CompletionRequest& req) {
   if (req.kv_budget) s.budget = req.kv_budget;
   if (req.kv_recent) s.recent = req.kv_recent;
   if (req.kv_sinks) s.sinks = *req.kv_sinks;
+  if (req.kv_type) s.type = *req.kv_type;
+  if (req.kv_positions) s.positions = *req.kv_positions;
   return s;
 }
 
@@ -317,8 +326,14 @@ json usage_json(int prompt_tokens, int completion_tokens) {
 }
 
 json kv_json(const KvReport& kv) {
-  return {{"policy", kv.resolved.policy}, {"budget", kv.resolved.budget}, {"recent", kv.resolved.recent},
-          {"sinks", kv.resolved.sinks},   {"kv_bytes", kv.bytes},         {"kv_bytes_peak", kv.bytes_peak}};
+  return {{"policy", kv.resolved.policy},
+          {"budget", kv.resolved.budget},
+          {"recent", kv.resolved.recent},
+          {"sinks", kv.resolved.sinks},
+          {"type", kv_type_name(kv.resolved.type)},
+          {"positions", kv_positions_name(kv.resolved.positions)},
+          {"kv_bytes", kv.bytes},
+          {"kv_bytes_peak", kv.bytes_peak}};
 }
 
 namespace {

@@ -7,7 +7,8 @@
 //   model?, prompt (string | [string]) or messages ([{role, content}]), max_tokens?
 //   (chat also max_completion_tokens), temperature?, top_p?, seed?, stop? (string |
 //   [string]), n? (1 only), stream?, stream_options? {include_usage}; extensions: top_k?,
-//   ignore_eos?, kv_policy?, kv_budget? (N | "N" | "P%"), kv_recent?, kv_sinks?.
+//   ignore_eos?, kv_policy?, kv_budget? (N | "N" | "P%"), kv_recent?, kv_sinks?,
+//   kv_type? ("f32" | "f16" | "q8"), kv_positions? ("absolute" | "cache").
 // Unknown fields are ignored (as OpenAI does for fields it has retired); fields whose
 // non-default values this server cannot honour (n > 1, best_of > 1, echo, logprobs) are
 // rejected rather than silently ignored.
@@ -78,6 +79,8 @@ struct CompletionRequest {
   std::optional<std::string> kv_policy;
   std::optional<BudgetSpec> kv_budget, kv_recent;
   std::optional<int> kv_sinks;
+  std::optional<KvType> kv_type;
+  std::optional<KvPositions> kv_positions;
 };
 
 // Deepest nesting of arrays/objects in `text` outside strings, found without recursion so

@@ -95,6 +95,35 @@ TEST(BatchCli, JsonlSettingsPerPromptAndErrorsPerLine) {
   std::filesystem::remove(out);
 }
 
+// kv_type / kv_positions per prompt: the same text as `generate` with the flags; values of
+// the wrong JSON type or unknown names fail that line alone.
+TEST(BatchCli, JsonlKvTypeAndPositionsPerPrompt) {
+  const std::string path =
+      write_temp("kvmodes.jsonl",
+                 "{\"prompt\": \"Once upon a time\", \"kv_policy\": \"h2o\", \"kv_budget\": 16, \"kv_type\": \"q8\", "
+                 "\"kv_positions\": \"cache\", \"max_tokens\": 40, \"temperature\": 0}\n"
+                 "{\"prompt\": \"The dog\", \"kv_type\": 8}\n"
+                 "{\"prompt\": \"The dog\", \"kv_type\": \"q3\"}\n"
+                 "{\"prompt\": \"The dog\", \"kv_positions\": \"foo\"}\n"
+                 "{\"prompt\": \"The dog\", \"kv_positions\": [\"cache\"]}\n");
+  const auto r = run_cli({"batch", "-m", model_path("stories260K-f32.gguf"), "-f", path, "-t", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  const auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_FALSE(lines[0].contains("error")) << lines[0].dump();
+  EXPECT_EQ(lines[0]["kv_type"], "q8");
+  EXPECT_EQ(lines[0]["kv_positions"], "cache");
+  EXPECT_EQ(lines[0]["text"].get<std::string>(),
+            generate_text("Once upon a time",
+                          {"--kv-policy", "h2o", "--kv-budget", "16", "--kv-type", "q8", "--kv-positions", "cache"}));
+  for (size_t i = 1; i < 5; ++i) {
+    const std::string err = lines[i]["error"].get<std::string>();
+    EXPECT_NE(err.find(i < 3 ? "kv_type" : "kv_positions"), std::string::npos) << err;
+    EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+  }
+  std::filesystem::remove(path);
+}
+
 TEST(BatchCli, PromptLongerThanContextFailsAloneAndBadFlagsAreRefused) {
   std::string long_prompt;
   for (int i = 0; i < 300; ++i) long_prompt += "Lily went to the park. ";

@@ -105,6 +105,8 @@ TEST(GenerateCli, BadInputGivesOneLineErrorAndNonZeroExit) {
       {{"generate", "-m", m, "--kv-policy", "h2o", "--kv-budget", "16", "--kv-recent", "32"}, "--kv-recent"},
       {{"generate", "-m", m, "--kv-policy", "sink", "--kv-budget", "4", "--kv-sinks", "4"}, "--kv-sinks"},
       {{"generate", "-m", m, "--prefill-chunk", "-2"}, "--prefill-chunk"},
+      {{"generate", "-m", m, "--kv-type", "q3"}, "--kv-type"},
+      {{"generate", "-m", m, "--kv-positions", "foo"}, "--kv-positions"},
       {{"generate", "-m", m, "--bogus-flag"}, "bogus"},
   };
   for (const auto& c : cases) {
@@ -116,6 +118,40 @@ TEST(GenerateCli, BadInputGivesOneLineErrorAndNonZeroExit) {
     EXPECT_NE(r.err.find(c.expect_in_err), std::string::npos) << joined << "\nstderr: " << r.err;
     EXPECT_TRUE(r.out.empty()) << joined;
   }
+}
+
+// Unknown KV storage types and position modes are flag errors on every command that takes
+// KV flags: exit 2, one line naming the flag and the choices.
+TEST(GenerateCli, HostileKvTypeAndPositionsExitTwoEverywhere) {
+  const std::string m = model_path("stories260K-f32.gguf");
+  const std::string f = shared_path("data/tinystories-valid.txt");
+  const std::vector<std::vector<std::string>> commands = {
+      {"generate", "-m", m, "-p", "x"},
+      {"perplexity", "-m", m, "-f", f},
+      {"eval", "copa", "-m", m},
+      {"batch", "-m", m, "-f", f},
+      {"serve", "-m", m},
+      {"bench", "-m", m},
+      {"bench", "--throughput", "-m", m},
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--kv-type", "q3"}, "--kv-type"},
+      {{"--kv-type", "F32"}, "--kv-type"},
+      {{"--kv-positions", "foo"}, "--kv-positions"},
+      {{"--kv-positions", ""}, "--kv-positions"}};
+  for (const auto& cmd : commands) {
+    for (const auto& [flag, expect] : bad) {
+      std::vector<std::string> args = cmd;
+      args.insert(args.end(), flag.begin(), flag.end());
+      const auto r = run_cli(args);
+      EXPECT_EQ(r.exit_code, 2) << cmd[0] << " " << flag[1] << "\n" << r.err;
+      EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
+      EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;  // the error and CLI11's --help hint
+    }
+  }
+  const auto sweep = run_cli({"sweep", "-m", m, "--perplexity", f, "--kv-types", "f32,q3"});
+  EXPECT_EQ(sweep.exit_code, 2) << sweep.err;
+  EXPECT_NE(sweep.err.find("--kv-types"), std::string::npos) << sweep.err;
 }
 
 TEST(GenerateCli, HelpOnEverySubcommand) {

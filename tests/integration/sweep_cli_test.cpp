@@ -51,7 +51,7 @@ TEST(SweepCli, PerplexityGridWritesTablesAndFigure) {
 
   const std::string csv = read_text_file(dir + "/sweep.csv");
   EXPECT_EQ(lines(csv), 1u + 5u) << csv;
-  EXPECT_EQ(csv.rfind("policy,budget,budget_slots,ppl,", 0), 0u) << csv;
+  EXPECT_EQ(csv.rfind("policy,kv_type,budget,budget_slots,ppl,", 0), 0u) << csv;
   const auto j = nlohmann::json::parse(read_text_file(dir + "/sweep.json"));
   EXPECT_EQ(j["metric"], "ppl");
   EXPECT_EQ(j["ctx"], 128);

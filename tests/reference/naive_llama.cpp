@@ -166,7 +166,8 @@ void NaiveLlama::read_gguf(const std::string& path) {
 }
 
 std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                                  const Visibility& visible, std::vector<NaiveStepStats>* stats) const {
+                                  const Visibility& visible, std::vector<NaiveStepStats>* stats,
+                                  const NaiveKvHooks* hooks) const {
   const int T = static_cast<int>(tokens.size());
   const int d = cfg_.dim, hs = cfg_.head_size(), qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
   if (store.k.empty()) {
@@ -198,14 +199,13 @@ std::vector<Vec> NaiveLlama::step(NaiveKvStore& store, std::span<const int32_t> 
       q[static_cast<size_t>(t)] = matvec(W.wq, xb, qd, d, W.bq);
       Vec k = matvec(W.wk, xb, kvd, d, W.bk);
       Vec v = matvec(W.wv, xb, kvd, d, W.bv);
-      rope_.apply(q[static_cast<size_t>(t)], first_pos + t, hs);
-      rope_.apply(k, first_pos + t, hs);
+      position_and_store(rope_, hooks, hs, first_pos + t, q[static_cast<size_t>(t)], k, v);
       K.push_back(std::move(k));
       Vv.push_back(std::move(v));
     }
 
     for (int t = 0; t < T; ++t) {
-      const Vec att = attend(cfg_, l, K, Vv, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats);
+      const Vec att = attend(cfg_, l, K, Vv, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats, rope_, hooks);
       const Vec o = matvec(W.wo, att, d, qd);
       Vec& xr = x[static_cast<size_t>(t)];
       for (int i = 0; i < d; ++i) xr[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
@@ -252,6 +252,10 @@ NaiveKvReference::NaiveKvReference(const NaiveModel& model, NaivePolicy policy)
   if (n != "full" && n != "window" && n != "sink" && n != "h2o" && n != "tova" && n != "random")
     throw std::runtime_error("naive reference: unknown policy " + n);
   if (n != "full" && policy_.budget < 1) throw std::runtime_error("naive reference: budget must be >= 1");
+  if (policy_.positions != "absolute" && policy_.positions != "cache")
+    throw std::runtime_error("naive reference: unknown positions " + policy_.positions);
+  if (policy_.type != "f32" && policy_.type != "f16" && policy_.type != "q8")
+    throw std::runtime_error("naive reference: unknown storage type " + policy_.type);
   const size_t heads = static_cast<size_t>(model_.config().n_layers * model_.config().n_kv_heads);
   kept_.resize(heads);
   score_.resize(heads);
@@ -293,7 +297,17 @@ std::vector<Vec> NaiveKvReference::step(std::span<const int32_t> tokens) {
     return kpos <= qpos && kept_[index(l, h)].count(kpos) == 1;
   };
   std::vector<NaiveStepStats>& stats = last_stats_;
-  std::vector<Vec> logits = model_.step(store_, tokens, first, visible, &stats);
+  // `cache` positions: a token's rank in each (layer, KV head)'s kept set, this step's new
+  // tokens included (eviction comes after attention).
+  if (policy_.positions == "cache") {
+    rank_.assign(kept_.size(), {});
+    for (size_t i = 0; i < kept_.size(); ++i) {
+      int r = 0;
+      for (int pos : kept_[i]) rank_[i][pos] = r++;
+    }
+  }
+  const NaiveKvHooks kv_hooks = hooks();
+  std::vector<Vec> logits = model_.step(store_, tokens, first, visible, &stats, &kv_hooks);
   next_pos_ += T;
   // Steps 3 and 4 per (layer, KV head): score update, then eviction.
   for (int l = 0; l < cfg.n_layers; ++l) {
@@ -307,6 +321,20 @@ std::vector<Vec> NaiveKvReference::step(std::span<const int32_t> tokens) {
   out.reserve(logits.size());
   for (const Vec& z : logits) out.push_back(log_softmax(std::span<const double>(z)));
   return out;
+}
+
+NaiveKvHooks NaiveKvReference::hooks() const {
+  NaiveKvHooks h;
+  if (policy_.positions == "cache")
+    h.rotation_position = [this](int layer, int kv_head, int pos) { return rank_[index(layer, kv_head)].at(pos); };
+  if (policy_.type == "f16") {
+    h.store = [](double* x, int n) {
+      for (int i = 0; i < n; ++i) x[i] = round_to_half(static_cast<float>(x[i]));
+    };
+  } else if (policy_.type == "q8") {
+    h.store = &store_as_q8;
+  }
+  return h;
 }
 
 std::vector<Vec> NaiveKvReference::run(std::span<const int32_t> tokens, const std::vector<int>& step_sizes) {

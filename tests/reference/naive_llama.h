@@ -37,7 +37,8 @@ class NaiveLlama : public NaiveModel {
 
   const NaiveConfig& config() const override { return cfg_; }
   std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const override;
+                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
+                        const NaiveKvHooks* hooks = nullptr) const override;
 
  private:
   struct Layer {
@@ -67,6 +68,8 @@ struct NaivePolicy {
   int recent = 0;             // R (h2o, random)
   int sinks = 0;              // S (sink)
   uint64_t seed = 0;          // random
+  std::string positions = "absolute";  // absolute, cache
+  std::string type = "f32";            // f32, f16, q8
 };
 
 // One eviction decision of one step for one (layer, KV head).
@@ -116,6 +119,7 @@ class NaiveKvReference {
  private:
   size_t index(int layer, int kv_head) const;
   void evict(int layer, int kv_head, const NaiveStepStats& stats);
+  NaiveKvHooks hooks() const;
   std::set<int> protected_positions(const std::set<int>& kept) const;
   double removal_key(int layer, int kv_head, int pos, const NaiveStepStats& stats) const;
 
@@ -127,6 +131,7 @@ class NaiveKvReference {
   std::vector<std::map<int, double>> score_;       // accumulated score by position
   std::vector<NaiveEviction> evictions_;
   std::vector<NaiveStepStats> last_stats_;  // the last step's statistics, for step_key()
+  std::vector<std::map<int, int>> rank_;    // `cache` positions: this step's rank of each kept position
 };
 
 // Step sizes for feeding n tokens in chunks of `chunk` (0 = everything in one step).

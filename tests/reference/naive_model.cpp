@@ -77,10 +77,44 @@ double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 
+void position_and_store(const NaiveRope& rope, const NaiveKvHooks* hooks, int head_size, int pos, Vec& q, Vec& k,
+                        Vec& v) {
+  if (!hooks || !hooks->rotation_position) {
+    rope.apply(q, pos, head_size);
+    rope.apply(k, pos, head_size);
+  }
+  if (hooks && hooks->store) {
+    for (size_t h = 0; h < k.size(); h += static_cast<size_t>(head_size)) hooks->store(&k[h], head_size);
+    for (size_t h = 0; h < v.size(); h += static_cast<size_t>(head_size)) hooks->store(&v[h], head_size);
+  }
+}
+
 Vec attend(const NaiveConfig& cfg, int layer, const std::vector<Vec>& keys, const std::vector<Vec>& values,
-           const Vec& q, int qpos, int row, int n_rows, const Visibility& visible,
-           std::vector<NaiveStepStats>* stats) {
+           const Vec& q_in, int qpos, int row, int n_rows, const Visibility& visible,
+           std::vector<NaiveStepStats>* stats, const NaiveRope& rope, const NaiveKvHooks* hooks) {
   const int hs = cfg.head_size(), G = cfg.group(), n_kv = cfg.n_kv_heads;
+  const bool rotate_late = hooks && hooks->rotation_position;
+  // Late rotation: each visible key's head slice rotated by its position in that head,
+  // written into a copy of the keys (only the slices this row reads).
+  std::vector<Vec> rotated;
+  if (rotate_late) rotated = keys;
+  Vec q = q_in;
+  if (rotate_late) {
+    for (int kvh = 0; kvh < n_kv; ++kvh) {
+      for (int j = 0; j < static_cast<int>(keys.size()); ++j) {
+        if (!visible(layer, kvh, qpos, j)) continue;
+        Vec slice(keys[static_cast<size_t>(j)].begin() + kvh * hs, keys[static_cast<size_t>(j)].begin() + (kvh + 1) * hs);
+        rope.apply(slice, hooks->rotation_position(layer, kvh, j), hs);
+        std::copy(slice.begin(), slice.end(), rotated[static_cast<size_t>(j)].begin() + kvh * hs);
+      }
+    }
+    for (int qh = 0; qh < cfg.n_heads; ++qh) {
+      Vec slice(q.begin() + qh * hs, q.begin() + (qh + 1) * hs);
+      rope.apply(slice, hooks->rotation_position(layer, qh / G, qpos), hs);
+      std::copy(slice.begin(), slice.end(), q.begin() + qh * hs);
+    }
+  }
+  const std::vector<Vec>& K = rotate_late ? rotated : keys;
   Vec out(static_cast<size_t>(cfg.q_dim()), 0.0);
   for (int qh = 0; qh < cfg.n_heads; ++qh) {
     const int kvh = qh / G;  // grouped-query attention: G query heads per KV head
@@ -91,7 +125,7 @@ Vec attend(const NaiveConfig& cfg, int layer, const std::vector<Vec>& keys, cons
     if (seen.empty()) throw std::runtime_error("naive forward: a query row sees no key");
     Vec logit(seen.size());
     for (size_t s = 0; s < seen.size(); ++s) {
-      const Vec& key = keys[static_cast<size_t>(seen[s])];
+      const Vec& key = K[static_cast<size_t>(seen[s])];
       double dot = 0.0;
       for (int i = 0; i < hs; ++i) dot += q[static_cast<size_t>(qh * hs + i)] * key[static_cast<size_t>(kvh * hs + i)];
       logit[s] = dot / std::sqrt(static_cast<double>(hs));
@@ -116,6 +150,34 @@ Vec attend(const NaiveConfig& cfg, int layer, const std::vector<Vec>& keys, cons
     }
   }
   return out;
+}
+
+double round_to_half(float x) {
+  const double v = x;
+  if (v == 0.0 || !std::isfinite(v)) return v;
+  // The spacing of halves around v: 2^(e - 10) for |v| in [2^e, 2^(e+1)), e >= -14
+  // (below, the subnormals share the spacing 2^-24). v / spacing is exact in double, so
+  // nearbyint rounds to nearest even exactly.
+  int e = 0;
+  std::frexp(v, &e);  // |v| = m 2^e with m in [0.5, 1): the leading bit is 2^(e - 1)
+  const double spacing = std::ldexp(1.0, std::max(e - 1, -14) - 10);
+  const double r = std::nearbyint(v / spacing) * spacing;
+  return std::fabs(r) > 65504.0 ? std::copysign(INFINITY, v) : r;
+}
+
+void store_as_q8(double* x, int n) {
+  // In fp32, as the spec computes it: the values as stored by a float engine.
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(static_cast<float>(x[i])));
+  const double d = round_to_half(amax / 127.0f);
+  if (d == 0.0) {
+    std::fill(x, x + n, 0.0);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const float q = std::nearbyint(static_cast<float>(x[i]) / static_cast<float>(d));
+    x[i] = d * std::clamp(q, -127.0f, 127.0f);
+  }
 }
 
 }  // namespace h2o::ref

@@ -62,6 +62,18 @@ struct NaiveStepStats {
 // (Only keys already in the store, i.e. pos < first_pos + T, are asked about.)
 using Visibility = std::function<bool(int layer, int kv_head, int qpos, int kpos)>;
 
+// The two places a KV setting reaches the model arithmetic (shared/spec/kv-policies.md,
+// "Positions" and "Storage types"); an empty member keeps the paper's behaviour.
+struct NaiveKvHooks {
+  // The position the key or query of token `pos` is rotated by in (layer, kv_head). Empty:
+  // its absolute position, keys stored after RoPE. Set: keys are stored before RoPE and
+  // both are rotated at attention time by this position (the rank under `cache`).
+  std::function<int(int layer, int kv_head, int pos)> rotation_position;
+  // Rounds one KV head's key or value vector (n values, in place) to the storage type, as
+  // it is stored (the key after RoPE, or before it when rotation_position is set).
+  std::function<void(double* x, int n)> store;
+};
+
 class NaiveModel {
  public:
   virtual ~NaiveModel() = default;
@@ -70,9 +82,11 @@ class NaiveModel {
   // One forward pass over `tokens` at positions first_pos.. : appends their K/V to
   // `store`, lets each query see the stored keys that `visible` allows, and returns the
   // logits of every row ([T][vocab]). If `stats` is given it receives one entry per
-  // (layer, KV head), index layer * n_kv_heads + kv_head.
+  // (layer, KV head), index layer * n_kv_heads + kv_head. `hooks` change positions and
+  // storage as a KV setting asks (null: absolute positions, exact storage).
   virtual std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                                const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const = 0;
+                                const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
+                                const NaiveKvHooks* hooks = nullptr) const = 0;
 
   // All tokens at positions 0.. in one pass under a static mask (causal is up to the
   // predicate). Logits [n][vocab].
@@ -90,12 +104,24 @@ Vec layernorm(const Vec& x, const Vec& weight, const Vec& bias, double eps);
 double silu(double x);
 double gelu_erf(double x);
 
-// The attention of one query row (all query heads, after RoPE; position qpos, row `row`
-// of a step of n_rows) over the layer's stored keys that `visible` allows, by the spec:
-// softmax(q.k / sqrt(head_size)) over the visible keys, output [q_dim]. Adds the
-// probabilities to `stats` (at fp32 precision, the spec's softmax type) if given.
+// A new token's q, k and v before they are stored (one row, all heads): RoPE at `pos`
+// unless the hooks rotate late, then the storage type's rounding of k and v per head.
+void position_and_store(const NaiveRope& rope, const NaiveKvHooks* hooks, int head_size, int pos, Vec& q, Vec& k,
+                        Vec& v);
+
+// The attention of one query row (all query heads; position qpos, row `row` of a step of
+// n_rows) over the layer's stored keys that `visible` allows, by the spec:
+// softmax(q.k / sqrt(head_size)) over the visible keys, output [q_dim]. q and the keys
+// are already rotated, unless the hooks rotate late (then both are rotated here by
+// their positions in each KV head). Adds the probabilities to `stats` (at fp32
+// precision, the spec's softmax type) if given.
 Vec attend(const NaiveConfig& cfg, int layer, const std::vector<Vec>& keys, const std::vector<Vec>& values,
            const Vec& q, int qpos, int row, int n_rows, const Visibility& visible,
-           std::vector<NaiveStepStats>* stats);
+           std::vector<NaiveStepStats>* stats, const NaiveRope& rope, const NaiveKvHooks* hooks);
+
+// The spec's storage types, written independently of the engine: an fp32 value rounded to
+// IEEE half (nearest even) as a double, and a vector stored as q8 and dequantised.
+double round_to_half(float x);
+void store_as_q8(double* x, int n);
 
 }  // namespace h2o::ref

@@ -39,7 +39,8 @@ NaiveNeox::NaiveNeox(const std::string& path) {
 }
 
 std::vector<Vec> NaiveNeox::step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                                 const Visibility& visible, std::vector<NaiveStepStats>* stats) const {
+                                 const Visibility& visible, std::vector<NaiveStepStats>* stats,
+                                  const NaiveKvHooks* hooks) const {
   const int T = static_cast<int>(tokens.size()), d = cfg_.dim, hs = cfg_.head_size(), F = cfg_.hidden_dim;
   if (store.k.empty()) {
     store.k.resize(static_cast<size_t>(cfg_.n_layers));
@@ -65,14 +66,14 @@ std::vector<Vec> NaiveNeox::step(NaiveKvStore& store, std::span<const int32_t> t
       Vec& qt = q[static_cast<size_t>(t)];
       qt.assign(qkv.begin(), qkv.begin() + d);
       Vec k(qkv.begin() + d, qkv.begin() + 2 * d);
-      rope_.apply(qt, first_pos + t, hs);
-      rope_.apply(k, first_pos + t, hs);
+      Vec v(qkv.begin() + 2 * d, qkv.end());
+      position_and_store(rope_, hooks, hs, first_pos + t, qt, k, v);
       K.push_back(std::move(k));
-      V.emplace_back(qkv.begin() + 2 * d, qkv.end());
+      V.push_back(std::move(v));
     }
     for (int t = 0; t < T; ++t) {
       Vec& xr = x[static_cast<size_t>(t)];
-      const Vec att = attend(cfg_, l, K, V, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats);
+      const Vec att = attend(cfg_, l, K, V, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats, rope_, hooks);
       const Vec o = matvec(W.wo, att, d, d, W.bo);
       // Parallel: the FFN reads LN2 of the layer's input; sequential: of x + attention.
       Vec h = xr;

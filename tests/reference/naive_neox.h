@@ -16,7 +16,8 @@ class NaiveNeox : public NaiveModel {
 
   const NaiveConfig& config() const override { return cfg_; }
   std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const override;
+                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
+                        const NaiveKvHooks* hooks = nullptr) const override;
 
  private:
   struct Layer {

@@ -92,7 +92,8 @@ NaiveOpt::NaiveOpt(const std::string& dir) {
 }
 
 std::vector<Vec> NaiveOpt::step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                                const Visibility& visible, std::vector<NaiveStepStats>* stats) const {
+                                const Visibility& visible, std::vector<NaiveStepStats>* stats,
+                                  const NaiveKvHooks* hooks) const {
   const int T = static_cast<int>(tokens.size()), d = cfg_.dim, P = proj_dim_, F = cfg_.hidden_dim;
   constexpr double kEps = 1e-5;
   if (store.k.empty()) {
@@ -120,12 +121,15 @@ std::vector<Vec> NaiveOpt::step(NaiveKvStore& store, std::span<const int32_t> to
       // HF scales q after its bias and then uses scale 1 in attention; attend() scales
       // by 1/sqrt(head_size), so q is passed unscaled: the same product.
       q[static_cast<size_t>(t)] = matvec(W.wq, a, d, d, W.bq);
-      K.push_back(matvec(W.wk, a, d, d, W.bk));
-      V.push_back(matvec(W.wv, a, d, d, W.bv));
+      Vec k = matvec(W.wk, a, d, d, W.bk);
+      Vec v = matvec(W.wv, a, d, d, W.bv);
+      position_and_store(rope_, hooks, cfg_.head_size(), first_pos + t, q[static_cast<size_t>(t)], k, v);
+      K.push_back(std::move(k));
+      V.push_back(std::move(v));
     }
     for (int t = 0; t < T; ++t) {
       Vec& xr = x[static_cast<size_t>(t)];
-      const Vec att = attend(cfg_, l, K, V, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats);
+      const Vec att = attend(cfg_, l, K, V, q[static_cast<size_t>(t)], first_pos + t, t, T, visible, stats, rope_, hooks);
       const Vec o = matvec(W.wo, att, d, d, W.bo);
       for (int i = 0; i < d; ++i) xr[static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
       if (!pre_ln_) xr = layernorm(xr, W.ln1_w, W.ln1_b, kEps);

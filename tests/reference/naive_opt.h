@@ -18,7 +18,8 @@ class NaiveOpt : public NaiveModel {
 
   const NaiveConfig& config() const override { return cfg_; }
   std::vector<Vec> step(NaiveKvStore& store, std::span<const int32_t> tokens, int first_pos,
-                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr) const override;
+                        const Visibility& visible, std::vector<NaiveStepStats>* stats = nullptr,
+                        const NaiveKvHooks* hooks = nullptr) const override;
 
  private:
   struct Layer {
@@ -27,6 +28,7 @@ class NaiveOpt : public NaiveModel {
   NaiveConfig cfg_;
   int proj_dim_ = 0;  // word_embed_proj_dim
   bool pre_ln_ = true;
+  NaiveRope rope_;  // n_rot 0: OPT has learned positions, no rotary embedding
   Vec embed_, pos_, project_in_, project_out_, final_w_, final_b_;
   std::vector<Layer> layers_;
 };

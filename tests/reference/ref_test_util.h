@@ -105,6 +105,17 @@ inline std::vector<ref::Vec> engine_logprobs(const std::vector<float>& flat, siz
   return out;
 }
 
+// Mean |a - b| over every entry of every row.
+inline double mean_abs_diff(const std::vector<ref::Vec>& a, const std::vector<ref::Vec>& b) {
+  double sum = 0.0;
+  size_t n = 0;
+  EXPECT_EQ(a.size(), b.size());
+  for (size_t r = 0; r < std::min(a.size(), b.size()); ++r) {
+    for (size_t i = 0; i < a[r].size(); ++i, ++n) sum += std::fabs(a[r][i] - b[r][i]);
+  }
+  return n > 0 ? sum / static_cast<double>(n) : 0.0;
+}
+
 inline double max_abs_diff(const std::vector<ref::Vec>& a, const std::vector<ref::Vec>& b) {
   double worst = 0.0;
   EXPECT_EQ(a.size(), b.size());

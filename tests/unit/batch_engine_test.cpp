@@ -14,7 +14,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "bench/throughput.h"
 #include "common/error.h"
+#include "kv/kv_cache.h"
 #include "runtime/batch_scheduler.h"
 #include "runtime/generate.h"
 #include "test_paths.h"
@@ -114,6 +116,18 @@ std::map<uint64_t, Outcome> run_engine(BatchEngine& e, const std::vector<Spec>& 
 
 class BatchEquality : public ::testing::TestWithParam<std::string> {};
 
+// "policy" or "policy:type:positions".
+KvSettings kv_for_param(const std::string& param, int chunk) {
+  const size_t a = param.find(':');
+  KvSettings kv = kv_for(param.substr(0, a), chunk);
+  if (a != std::string::npos) {
+    const size_t b = param.find(':', a + 1);
+    kv.type = parse_kv_type(param.substr(a + 1, b - a - 1));
+    kv.positions = parse_kv_positions(param.substr(b + 1));
+  }
+  return kv;
+}
+
 TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
   const std::string policy = GetParam();
   const auto prompts = mixed_prompts(16);
@@ -121,7 +135,7 @@ TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     // Mixed prefill chunks (whole prompt, 7, 16) and lengths; half ignore EOS so they run long.
     const int chunk = i % 3 == 0 ? 0 : (i % 3 == 1 ? 7 : 16);
-    specs.push_back({prompts[i], 20 + static_cast<int>(i % 5) * 9, i % 2 == 0, kv_for(policy, chunk)});
+    specs.push_back({prompts[i], 20 + static_cast<int>(i % 5) * 9, i % 2 == 0, kv_for_param(policy, chunk)});
   }
   BatchOptions bo;
   bo.max_sequences = 16;
@@ -141,6 +155,47 @@ TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPolicy, BatchEquality,
                          ::testing::Values("full", "window", "sink", "h2o", "tova", "random"));
+// Storage types and cache positions, per request: the same tokens as alone too.
+INSTANTIATE_TEST_SUITE_P(KvModes, BatchEquality,
+                         ::testing::Values("full:q8:cache", "window:f16:cache", "sink:q8:cache", "h2o:q8:absolute",
+                                           "h2o:f16:cache", "tova:q8:cache", "random:f16:absolute"),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           std::string n = p.param;
+                           for (char& c : n) c = c == ':' ? '_' : c;
+                           return n;
+                         });
+
+// Admission counts what is kept (bench/throughput.h, KvPlan): between steps a bounded cache
+// holds B + 1 slots, and only the sequences prefilling in a step hold their chunk's slots,
+// so the live caches never exceed n x (B + 1) plus one step's chunk scratch.
+TEST(BatchEngine, BoundedCachesHoldChunkSlotsOnlyWhilePrefilling) {
+  const auto prompts = mixed_prompts(12);
+  BatchOptions bo;
+  bo.max_sequences = 6;
+  bo.max_step_tokens = 32;
+  BatchEngine engine(stories(), bo);
+  KvSettings kv = kv_for("h2o", 16);
+  kv.type = KvType::Q8;
+  const KvResolved resolved = resolve_kv(kv, 0);
+  const ModelConfig& cfg = stories()->config();
+  const KvPlan plan = plan_kv(cfg, resolved, 120, 30, 16, bo.max_step_tokens);
+  EXPECT_EQ(plan.steady, KvCache::bytes_for(cfg.attention_shape(), resolved, resolved.budget + 1));
+  EXPECT_EQ(plan.scratch_bytes(6), 31 * plan.slot_bytes);  // 32 prefill tokens in a step, less the first "+1"
+  EXPECT_EQ(plan.scratch_bytes(1), 15 * plan.slot_bytes);  // one sequence prefills 16 at most
+  size_t next = 0, steps_with_prefill = 0;
+  while (next < prompts.size() || !engine.empty()) {
+    while (next < prompts.size() && !engine.full()) {
+      Spec s{prompts[next++], 30, true, kv};
+      engine.add(request(s));
+    }
+    const BatchStats before = engine.stats();
+    engine.step();
+    if (before.decoding < before.sequences) ++steps_with_prefill;
+    EXPECT_LE(engine.stats().kv_bytes_in_step, plan.batch_bytes(before.sequences));
+    EXPECT_LE(engine.stats().kv_bytes, static_cast<size_t>(engine.stats().sequences) * plan.steady);
+  }
+  EXPECT_GT(steps_with_prefill, 5u);
+}
 
 TEST(BatchEngine, SequencesJoinAndFinishAtDifferentSteps) {
   const auto prompts = mixed_prompts(8);

@@ -135,6 +135,11 @@ TEST(ServeProtocol, RejectsWrongTypesAndBadValuesNamingTheField) {
       {R"({"prompt":"a","kv_budget":12.5})", "kv_budget"},
       {R"({"prompt":"a","kv_recent":[]})", "kv_recent"},
       {R"({"prompt":"a","kv_sinks":-1})", "kv_sinks"},
+      {R"({"prompt":"a","kv_type":"q3"})", "kv_type"},
+      {R"({"prompt":"a","kv_type":8})", "kv_type"},
+      {R"({"prompt":"a","kv_positions":"foo"})", "kv_positions"},
+      {R"({"prompt":"a","kv_positions":true})", "kv_positions"},
+      {R"({"prompt":"a","kv_positions":["cache"]})", "kv_positions"},
   };
   for (const Case& c : cases) {
     const ApiError e = error_of(c.body);
@@ -185,6 +190,15 @@ TEST(ServeProtocol, MergesKvFieldsOverServerDefaults) {
   r.kv_policy = "h2o";
   r.kv_budget = BudgetSpec::parse("20%", "kv_budget");
   EXPECT_TRUE(merge_kv(server, r).budget->percent);
+  // Storage type and positions: the server's unless the request sets them.
+  server.type = KvType::F16;
+  EXPECT_EQ(merge_kv(server, r).type, KvType::F16);
+  EXPECT_EQ(merge_kv(server, r).positions, KvPositions::Absolute);
+  const CompletionRequest q =
+      parse_completion_request(R"({"prompt":"a","kv_type":"q8","kv_positions":"cache"})", false, limits());
+  const KvSettings m = merge_kv(server, q);
+  EXPECT_EQ(m.type, KvType::Q8);
+  EXPECT_EQ(m.positions, KvPositions::Cache);
 }
 
 TEST(ServeProtocol, LibraryErrorsNameRequestFields) {

@@ -1,0 +1,374 @@
+// The KV kernels of kv_kernels.h for every compiled Highway target, bit-identical to their
+// scalar references (kv_reference.cpp): rows are widened exactly in registers (f16 by
+// promotion, q8 as float(q) * d), then summed as dot_f32 / axpy_f32 do.
+//
+// Dots use eight float lanes (kV vectors of N lanes, N = 1, 4 or 8) in dot_f32's order,
+// four rows at a time (independent sums: their latencies overlap); value rows use the
+// widest vectors, the output held in registers while every row is added to it. Under
+// `cache` positions a key row is rotated by its rank in registers on its way into the dot
+// (or, for shapes where a vector would straddle a rotation boundary, widened into a
+// row-sized scratch, rotated into a second one and dotted from there).
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd_kv.cpp"
+// clang-format off
+#include "common/strict_fp.h"  // first: see there
+#include "kernels/simd_config.h"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+// clang-format on
+
+#include <cstring>
+#include <type_traits>
+
+#include "format/tensor_type.h"
+#include "kernels/kv_kernels.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace h2o::HWY_NAMESPACE {
+namespace {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using D8 = hn::CappedTag<float, 8>;  // dot_f32's eight lanes
+using DW = hn::ScalableTag<float>;   // value rows, rotations
+
+// Row readers: Load(d, i) gives the values i .. i + Lanes(d) widened to float exactly,
+// At(i) one value.
+struct F32Row {
+  const float* p;
+  template <class D>
+  HWY_INLINE hn::Vec<D> Load(D d, size_t i) const {
+    return hn::LoadU(d, p + i);
+  }
+  HWY_INLINE float At(size_t i) const { return p[i]; }
+};
+struct F16Row {
+  const uint16_t* p;
+  template <class D>
+  HWY_INLINE hn::Vec<D> Load(D d, size_t i) const {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<hwy::float16_t, D>(), reinterpret_cast<const hwy::float16_t*>(p + i)));
+  }
+  HWY_INLINE float At(size_t i) const { return fp16_to_fp32(p[i]); }
+};
+struct Q8Row {
+  const int8_t* p;
+  float d;  // the row's scale, widened
+  template <class D>
+  HWY_INLINE hn::Vec<D> Load(D df, size_t i) const {
+    const hn::Rebind<int32_t, D> di;
+    const hn::Rebind<int8_t, D> d8;
+    return hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, p + i))), hn::Set(df, d));
+  }
+  HWY_INLINE float At(size_t i) const { return static_cast<float>(p[i]) * d; }
+};
+
+// dot_f32_reference's order for each of R rows at once: eight lanes of multiply-then-add,
+// combined as ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), then the tail in order. The rows' sums
+// are independent chains, so R rows overlap their add latencies (one row alone waits on
+// its single accumulator); each row gets the bits it gets alone. Rotate(r, at, v) maps row
+// r's widened values at `at` to what is dotted (the identity, or the rank's rotation).
+template <size_t R, class Row, class Rotate>
+HWY_INLINE void DotRowsR(const float* q, const Row* rows, size_t n, const Rotate& rotate, float* out) {
+  const D8 d;
+  constexpr size_t N = hn::MaxLanes(d), kV = 8 / N;
+  hn::Vec<D8> acc[R][kV];
+  for (auto& r : acc) {
+    for (auto& v : r) v = hn::Zero(d);
+  }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t v = 0; v < kV; ++v) {
+      const size_t at = i + v * N;
+      const auto qv = hn::LoadU(d, q + at);
+      for (size_t r = 0; r < R; ++r) acc[r][v] = hn::Add(acc[r][v], hn::Mul(qv, rotate(r, at, rows[r].Load(d, at))));
+    }
+  }
+  for (size_t r = 0; r < R; ++r) {
+    HWY_ALIGN float lane[8];
+    for (size_t v = 0; v < kV; ++v) hn::Store(acc[r][v], d, lane + v * N);
+    out[r] = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  }
+  if (i < n) {
+    for (size_t r = 0; r < R; ++r) {
+      for (size_t k = i; k < n; ++k) out[r] += q[k] * rows[r].At(k);  // only unrotated rows have a tail
+    }
+  }
+}
+
+struct NoRotation {
+  template <class V>
+  HWY_INLINE V operator()(size_t, size_t, V v) const {
+    return v;
+  }
+};
+
+// Rows idx[0..m) four at a time, then one at a time.
+template <class MakeRow>
+HWY_INLINE void DotRows(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n, float* out) {
+  using Row = decltype(make_row(uint32_t{0}));
+  size_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
+    DotRowsR<4>(q, rows, n, NoRotation{}, out + j);
+  }
+  for (; j < m; ++j) {
+    const Row row = make_row(idx[j]);
+    DotRowsR<1>(q, &row, n, NoRotation{}, out + j);
+  }
+}
+
+template <class Row>
+HWY_INLINE float DotRow(const float* q, const Row& row, size_t n) {
+  float out = 0.0f;
+  DotRowsR<1>(q, &row, n, NoRotation{}, &out);
+  return out;
+}
+
+// y += p[j] * row j for j in order (axpy_f32's rounding), y held in registers kY vectors
+// at a time. make_row(j) gives row j's reader.
+template <class MakeRow>
+HWY_INLINE void AxpyRows(const float* p, const MakeRow& make_row, size_t m, size_t n, float* y) {
+  const DW d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kY = 4;
+  size_t i = 0;
+  for (; i + kY * N <= n; i += kY * N) {
+    hn::Vec<DW> acc[kY];
+    for (size_t v = 0; v < kY; ++v) acc[v] = hn::LoadU(d, y + i + v * N);
+    for (size_t j = 0; j < m; ++j) {
+      const auto row = make_row(j);
+      const auto va = hn::Set(d, p[j]);
+      for (size_t v = 0; v < kY; ++v) acc[v] = hn::Add(acc[v], hn::Mul(va, row.Load(d, i + v * N)));
+    }
+    for (size_t v = 0; v < kY; ++v) hn::StoreU(acc[v], d, y + i + v * N);
+  }
+  for (size_t j = 0; j < m && i < n; ++j) {
+    const auto row = make_row(j);
+    for (size_t k = i; k < n; ++k) y[k] += p[j] * row.At(k);
+  }
+}
+
+template <class Row>
+HWY_INLINE void DecodeRow(const Row& row, size_t n, float* out) {
+  const DW d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(row.Load(d, i), d, out + i);
+  for (; i < n; ++i) out[i] = row.At(i);
+}
+
+// out[i] = k[i] * C[i] + k[partner(i)] * S[i] over [begin, end), partner = i + shift
+// (NEOX halves; shift may be negative).
+HWY_INLINE void RotateRange(const float* k, const float* c, const float* s, size_t begin, size_t end, ptrdiff_t shift,
+                            float* out) {
+  const DW d;
+  const size_t N = hn::Lanes(d);
+  size_t i = begin;
+  for (; i + N <= end; i += N) {
+    const auto kv = hn::LoadU(d, k + i);
+    const auto pv = hn::LoadU(d, k + static_cast<ptrdiff_t>(i) + shift);
+    hn::StoreU(hn::Add(hn::Mul(kv, hn::LoadU(d, c + i)), hn::Mul(pv, hn::LoadU(d, s + i))), d, out + i);
+  }
+  for (; i < end; ++i) out[i] = k[i] * c[i] + k[static_cast<ptrdiff_t>(i) + shift] * s[i];
+}
+
+// rotate_kv_row(): the rank's rotation of one widened key row.
+HWY_INLINE void RotateRow(const float* k, const float* cs, size_t n, size_t n_rot, bool neox, float* out) {
+  const float* c = cs;
+  const float* s = cs + n_rot;
+  if (neox) {
+    const size_t half = n_rot / 2;
+    RotateRange(k, c, s, 0, half, static_cast<ptrdiff_t>(half), out);
+    RotateRange(k, c, s, half, n_rot, -static_cast<ptrdiff_t>(half), out);
+  } else {
+    size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+    // Adjacent pairs: the partner vector is the row vector with its pairs swapped (N is
+    // even and i a multiple of N, so no pair straddles two vectors).
+    const DW d;
+    const size_t N = hn::Lanes(d);
+    for (; i + N <= n_rot; i += N) {
+      const auto kv = hn::LoadU(d, k + i);
+      hn::StoreU(hn::Add(hn::Mul(kv, hn::LoadU(d, c + i)), hn::Mul(hn::Reverse2(d, kv), hn::LoadU(d, s + i))), d,
+                 out + i);
+    }
+#endif
+    for (; i < n_rot; ++i) out[i] = k[i] * c[i] + k[i ^ 1] * s[i];
+  }
+  if (n > n_rot) std::memcpy(out + n_rot, k + n_rot, (n - n_rot) * sizeof(float));
+}
+
+// Row j (rank j) widened, rotated by its rank in registers and dotted with q, four rows
+// at a time. Taken where no vector straddles a rotated/unrotated or NEOX half boundary
+// (n, n_rot and, for NEOX, n_rot / 2 multiples of 8: every head_dim / rotary width in
+// use); per value it computes rotate_kv_row()'s k * C + partner * S, so the same bits.
+template <size_t R, class Row>
+HWY_INLINE void RopeDotRowsR(const float* q, const Row* rows, const float* const* cs, size_t n, size_t n_rot, bool neox,
+                             float* out) {
+  const D8 d;
+  const size_t half = n_rot / 2;
+  const auto rotate = [&](size_t r, size_t at, hn::Vec<D8> kv) {
+    if (at >= n_rot) return kv;
+    hn::Vec<D8> partner;
+    if (neox) {
+      partner = rows[r].Load(d, at < half ? at + half : at - half);
+    } else {
+#if HWY_TARGET == HWY_SCALAR
+      partner = rows[r].Load(d, at ^ 1);  // one lane: its pair's other value
+#else
+      partner = hn::Reverse2(d, kv);  // pairs never straddle a vector (at and N are even)
+#endif
+    }
+    return hn::Add(hn::Mul(kv, hn::LoadU(d, cs[r] + at)), hn::Mul(partner, hn::LoadU(d, cs[r] + n_rot + at)));
+  };
+  DotRowsR<R>(q, rows, n, rotate, out);
+}
+
+// Row j (rank j): widened (unless already f32), rotated, dotted with q; through the two
+// row-sized scratch rows where the fused form does not apply.
+template <class MakeRow>
+HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n,
+                            const KvRopeRows& rope, float* scratch, float* out) {
+  using Row = decltype(make_row(uint32_t{0}));
+  const size_t n_rot = rope.n_rot, stride = 2 * n_rot;
+  if (n % 8 == 0 && n_rot % 8 == 0 && (!rope.neox || n_rot % 16 == 0)) {
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+      const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
+      const float* cs[4] = {rope.cs + j * stride, rope.cs + (j + 1) * stride, rope.cs + (j + 2) * stride,
+                            rope.cs + (j + 3) * stride};
+      RopeDotRowsR<4>(q, rows, cs, n, n_rot, rope.neox, out + j);
+    }
+    for (; j < m; ++j) {
+      const Row row = make_row(idx[j]);
+      const float* cs = rope.cs + j * stride;
+      RopeDotRowsR<1>(q, &row, &cs, n, n_rot, rope.neox, out + j);
+    }
+    return;
+  }
+  for (size_t j = 0; j < m; ++j) {
+    const Row row = make_row(idx[j]);
+    const float* k = scratch;
+    if constexpr (std::is_same_v<Row, F32Row>) {
+      k = row.p;
+    } else {
+      DecodeRow(row, n, scratch);
+    }
+    RotateRow(k, rope.cs + j * stride, n, n_rot, rope.neox, scratch + n);
+    out[j] = DotRow(q, F32Row{scratch + n}, n);
+  }
+}
+
+void DotRowsF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
+  DotRows(
+      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out);
+}
+
+void DotRowsQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
+               float* out) {
+  DotRows(
+      q,
+      [&](uint32_t i) {
+        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+      },
+      idx, m, n, out);
+}
+
+void AxpyRowsF16(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
+  AxpyRows(
+      p, [&](size_t j) { return F16Row{rows + idx[j] * n}; }, m, n, y);
+}
+
+void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
+                float* y) {
+  AxpyRows(
+      p,
+      [&](size_t j) {
+        return Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])};
+      },
+      m, n, y);
+}
+
+void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, const KvRopeRows& rope,
+                    float* scratch, float* out) {
+  DotRowsRope(
+      q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
+}
+
+void DotRowsRopeF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
+                    const KvRopeRows& rope, float* scratch, float* out) {
+  DotRowsRope(
+      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
+}
+
+void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
+                   const KvRopeRows& rope, float* scratch, float* out) {
+  DotRowsRope(
+      q,
+      [&](uint32_t i) {
+        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+      },
+      idx, m, n, rope, scratch, out);
+}
+
+}  // namespace
+
+void FillKvKernels(KvKernelTable& t) {
+  t.dot_rows_f16 = &DotRowsF16;
+  t.dot_rows_q8 = &DotRowsQ8;
+  t.axpy_rows_f16 = &AxpyRowsF16;
+  t.axpy_rows_q8 = &AxpyRowsQ8;
+  t.dot_rows_rope_f32 = &DotRowsRopeF32;
+  t.dot_rows_rope_f16 = &DotRowsRopeF16;
+  t.dot_rows_rope_q8 = &DotRowsRopeQ8;
+}
+
+}  // namespace h2o::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <array>
+
+#include "common/check.h"
+#include "kernels/kv_reference.h"
+#include "kernels/simd_index.h"
+
+namespace h2o {
+
+HWY_EXPORT(FillKvKernels);
+
+void fill_kv_kernels(int64_t hwy_target, KvKernelTable& table) {
+  HWY_DISPATCH_TABLE(FillKvKernels)[simd_table_index(hwy_target)](table);
+}
+
+const KvKernelTable& kv_kernels_for(const SimdTarget& target) {
+  // One immutable table per available target, indexed like dispatch.cpp's: the target's
+  // bit position, 63 for the scalar reference.
+  const auto slot = [](const SimdTarget& t) -> size_t {
+    return t.is_reference() ? 63 : hwy::Num0BitsBelowLS1Bit_Nonzero64(static_cast<uint64_t>(t.hwy_target));
+  };
+  static const std::array<KvKernelTable, 64> tables = [&] {
+    std::array<KvKernelTable, 64> all{};
+    for (const auto& t : available_simd_targets()) {
+      KvKernelTable& k = all[slot(t)];
+      if (t.is_reference()) {
+        k = kv_reference_kernels();
+      } else {
+        fill_kv_kernels(t.hwy_target, k);
+      }
+      k.name = t.name.data();
+    }
+    return all;
+  }();
+  const KvKernelTable& k = tables[slot(target)];
+  if (k.dot_rows_f16 == nullptr) fail("SIMD target {} is not available on this CPU", target.name);
+  return k;
+}
+
+const KvKernelTable& active_kv_kernels() {
+  static const KvKernelTable& k = kv_kernels_for(active_simd_target());
+  return k;
+}
+
+}  // namespace h2o
+#endif  // HWY_ONCE
