@@ -9,7 +9,7 @@
 namespace h2o::cli {
 
 void ModelFlags::add(CLI::App& cmd) {
-  cmd.add_option("-m,--model", model, "Model file: GGUF, or a llama2.c checkpoint (.bin) with --tokenizer")->required();
+  cmd.add_option("-m,--model", model, "Model: a GGUF file, a Hugging Face directory (config.json, safetensors, tokenizer.json), or a llama2.c checkpoint (.bin) with --tokenizer")->required();
   cmd.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (for llama2.c checkpoints)");
 }
 

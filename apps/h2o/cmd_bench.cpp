@@ -215,7 +215,7 @@ void register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd =
       app.add_subcommand("bench", "Measure prefill/decode speed, KV bytes, peak RSS (and memory bandwidth)");
-  cmd->add_option("-m,--model", f->model, "Model file: GGUF, or a llama2.c checkpoint (.bin) with --tokenizer");
+  cmd->add_option("-m,--model", f->model, "Model: a GGUF file, a Hugging Face directory (config.json, safetensors, tokenizer.json), or a llama2.c checkpoint (.bin) with --tokenizer");
   cmd->add_option("--tokenizer", f->tokenizer, "llama2.c tokenizer.bin (for llama2.c checkpoints)");
   cmd->add_option("-p,--n-prompt", f->n_prompt, "Prompt tokens (seeded random ids)")
       ->check(CLI::Range(1, 1 << 24))
