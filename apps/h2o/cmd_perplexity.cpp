@@ -95,7 +95,9 @@ void write_plot(const PerplexityFlags& f, const nlohmann::json& run) {
     p.series.push_back(std::move(s));
   }
   p.log_y = true;  // past the trained context absolute positions can be orders of magnitude worse
-  p.key_position = "outside right top";
+  // Long labels: inside, at the bottom (the log axis starts at 1, far below any segment's
+  // perplexity), so the lines keep the figure's width.
+  p.key_position = "inside bottom center";
   const std::filesystem::path out(f.plot);
   const std::string dir = out.has_parent_path() ? out.parent_path().string() : ".";
   std::filesystem::create_directories(dir);
