@@ -13,6 +13,12 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # Sanitizers: an optimised debug build so the slow reference tests stay quick.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DH2O_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$(nproc)"
-ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+# The Release run above holds every case of the KV policy grid to the naive reference;
+# under the sanitizers its chunk-7 third (every policy, budget, position mode and storage
+# type, prefill in chunks then decoding) runs the same code paths, and the per-line CLI
+# tokenizer goldens are left to the library's golden tests (the grid alone was 1438 of
+# 2512 test-seconds under the sanitizers).
+ctest --test-dir build-asan --output-on-failure -j"$(nproc)" \
+  -E "${H2O_ASAN_EXCLUDE:-KvPolicyGrid.*(_chunk1|_whole)|TokenizeCli.SampledGoldenLines}"
 
-scripts/fuzz.sh "${H2O_FUZZ_SECONDS:-25}"
+scripts/fuzz.sh "${H2O_FUZZ_SECONDS:-15}"

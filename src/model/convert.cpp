@@ -72,7 +72,7 @@ ConvertResult convert_to_gguf(const ConvertOptions& opts, const std::function<vo
   out.set_string("general.name", std::filesystem::path(opts.input).filename().string());
   out.set_u32("general.file_type", file_type_of(opts.type));
   arch.write_gguf(c, out);
-  write_vocabulary_gguf(model->tokenizer().vocabulary(), out);
+  write_vocabulary_gguf(model->tokenizer().vocabulary(), out, static_cast<size_t>(c.vocab_size));
 
   ConvertResult res;
   res.arch = std::string(arch.name);

@@ -1,4 +1,6 @@
 // GGUF tokenizer metadata -> Vocabulary (model-families.md 3.1, 3.2).
+#include <fmt/format.h>
+
 #include <limits>
 
 #include "common/check.h"
@@ -160,7 +162,7 @@ Vocabulary read_vocabulary_gguf(const GgufFile& file) {
   }
 }
 
-void write_vocabulary_gguf(const Vocabulary& v, GgufWriter& out) {
+void write_vocabulary_gguf(const Vocabulary& v, GgufWriter& out, size_t pad_to) {
   const bool spm = v.model == "llama";
   out.set_string("tokenizer.ggml.model", v.model);
   std::vector<std::string> tokens;
@@ -174,10 +176,14 @@ void write_vocabulary_gguf(const Vocabulary& v, GgufWriter& out) {
     for (char ch : t) marked += ch == ' ' ? std::string(kSpaceMarker) : std::string(1, ch);
     tokens.push_back(std::move(marked));
   }
-  out.set_string_array("tokenizer.ggml.tokens", tokens);
   std::vector<int32_t> types;
   types.reserve(v.kinds.size());
   for (TokenKind k : v.kinds) types.push_back(static_cast<int32_t>(k));
+  for (size_t i = tokens.size(); i < pad_to; ++i) {
+    tokens.push_back(fmt::format("[PAD{}]", i));
+    types.push_back(static_cast<int32_t>(TokenKind::Unused));
+  }
+  out.set_string_array("tokenizer.ggml.tokens", tokens);
   out.set_i32_array("tokenizer.ggml.token_type", types);
   if (spm) {
     out.set_f32_array("tokenizer.ggml.scores", v.scores);

@@ -79,8 +79,11 @@ class GgufFile;
 // tokenizer.ggml.* metadata (model-families.md 3.1).
 Vocabulary read_vocabulary_gguf(const GgufFile& file);
 // The same keys written (h2o convert): read_vocabulary_gguf of the result gives `v` back.
+// With `pad_to` above the token count (a model whose embedding has spare rows, as
+// GPT-NeoX's 50304 for 50257 tokens), the list is padded with "[PAD<id>]" tokens of kind
+// Unused as llama.cpp's converter does, since llama.cpp requires one token per row.
 class GgufWriter;
-void write_vocabulary_gguf(const Vocabulary& v, GgufWriter& out);
+void write_vocabulary_gguf(const Vocabulary& v, GgufWriter& out, size_t pad_to = 0);
 // llama2.c tokenizer.bin: int32 max_token_length, then per token {f32 score, i32 len, bytes}.
 Vocabulary read_vocabulary_llama2c(const std::string& path, int32_t vocab_size);
 // A Hugging Face directory: tokenizer.json, then tokenizer_config.json and

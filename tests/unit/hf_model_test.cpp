@@ -64,6 +64,18 @@ TEST(Convert, WritesTheTensorsLlamaCppsConverterWrites) {
     EXPECT_EQ(ours.find("tokenizer.ggml.merges")->as_array("m").items.size(),
               theirs.find("tokenizer.ggml.merges")->as_array("m").items.size());
     EXPECT_EQ(ours.get_int("tokenizer.ggml.bos_token_id"), theirs.get_int("tokenizer.ggml.bos_token_id"));
+    // One token per embedding row (llama.cpp refuses the file otherwise): NeoX's 47 spare
+    // rows are "[PAD<id>]" tokens of type UNUSED, as the converter writes them.
+    const GgufArray& our_tokens = ours.find("tokenizer.ggml.tokens")->as_array("t");
+    const GgufArray& their_tokens = theirs.find("tokenizer.ggml.tokens")->as_array("t");
+    ASSERT_EQ(our_tokens.items.size(), their_tokens.items.size());
+    for (size_t i = 0; i < their_tokens.items.size(); ++i)
+      ASSERT_EQ(our_tokens.items[i].as_string("t"), their_tokens.items[i].as_string("t")) << "token " << i;
+    const GgufArray& our_types = ours.find("tokenizer.ggml.token_type")->as_array("k");
+    const GgufArray& their_types = theirs.find("tokenizer.ggml.token_type")->as_array("k");
+    ASSERT_EQ(our_types.items.size(), their_types.items.size());
+    for (size_t i = 0; i < their_types.items.size(); ++i)
+      ASSERT_EQ(our_types.items[i].as_int("k"), their_types.items[i].as_int("k")) << "token type " << i;
     fs::remove(o.output);
   }
 }
