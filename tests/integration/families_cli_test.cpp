@@ -61,7 +61,8 @@ TEST_P(FamiliesCli, PerplexityOnRealText) {
 }
 
 TEST_P(FamiliesCli, EvalAndBatch) {
-  const CliResult e = run_cli({"eval", "copa", "-m", family(GetParam()), "--limit", "4", "--json"});
+  const CliResult e = run_cli(
+      {"eval", "copa", "-m", family(GetParam()), "--data-dir", shared_path("data/eval"), "--limit", "4", "--json"});
   ASSERT_EQ(e.exit_code, 0) << e.err;
   EXPECT_TRUE(json::parse(e.out).contains("acc")) << e.out;
 
