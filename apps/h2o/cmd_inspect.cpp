@@ -15,8 +15,8 @@ void register_inspect(CLI::App& app) {
   };
   auto opts = std::make_shared<Options>();  // outlives this function: the callback owns it
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Show a model file's metadata, tensor table and totals (GGUF or llama2.c .bin)");
-  cmd->add_option("MODEL", opts->model, "model file: GGUF, or llama2.c legacy checkpoint")
+      "inspect", "Show a model's metadata, tensor table and totals (GGUF, llama2.c .bin, or a Hugging Face directory)");
+  cmd->add_option("MODEL", opts->model, "model: GGUF file, llama2.c legacy checkpoint, or Hugging Face directory")
       ->required();
   cmd->add_flag("--json", opts->json, "print the report as JSON instead of a table");
   cmd->callback([opts] {

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "common/check.h"
+#include "common/json_file.h"
+#include "common/printable.h"
 #include "format/gguf.h"
 #include "format/llama2c.h"
 #include "format/mapped_file.h"
+#include "format/safetensors.h"
 
 namespace h2o {
 namespace {
@@ -116,16 +120,60 @@ std::string shape_text(const std::vector<uint64_t>& shape) {
 }  // namespace
 
 ModelFormat detect_model_format(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return ModelFormat::HF_DIR;
   const MappedFile f(path);
   if (f.size() >= 4 && std::memcmp(f.data(), "GGUF", 4) == 0) return ModelFormat::GGUF;
   return ModelFormat::LLAMA2C;
 }
 
+namespace {
+
+// A Hugging Face directory: config.json's top-level fields as metadata (values as JSON),
+// the checkpoint's tensors (single file or shards) with their shapes in ggml order.
+InspectReport inspect_hf_dir(const std::string& dir) {
+  InspectReport r;
+  r.format = ModelFormat::HF_DIR;
+  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config_path, ec))
+    fail("{}: a directory, but not a Hugging Face model directory (no config.json)", dir);
+  const nlohmann::json config = read_json_file(config_path);
+  for (const auto& [key, value] : config.items()) {
+    std::string v = value.is_string() ? value.get<std::string>()
+                                      : value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (v.size() > 120) v = v.substr(0, 117) + "...";
+    r.metadata.push_back({printable_string(key), std::string(value.type_name()), printable_string(v)});
+  }
+  const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open_dir(dir);
+  r.format_description = fmt::format("Hugging Face directory: config.json, {} ({} file{})",
+                                     ckpt.sharded() ? "sharded safetensors" : "model.safetensors",
+                                     ckpt.shard_count(), ckpt.shard_count() == 1 ? "" : "s");
+  for (const SafetensorsTensor* t : ckpt.tensors()) {
+    InspectTensor it;
+    it.name = printable_string(t->name);
+    it.type = std::string(dtype_name(t->dtype));
+    it.shape.assign(t->shape.rbegin(), t->shape.rend());
+    it.n_elements = t->n_elements;
+    it.n_bytes = t->n_bytes;
+    it.offset = t->offset;
+    r.tensors.push_back(std::move(it));
+  }
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_regular_file(ec)) r.file_bytes += e.file_size(ec);
+  }
+  return r;
+}
+
+}  // namespace
+
 InspectReport inspect_model(const std::string& path) {
-  InspectReport r = detect_model_format(path) == ModelFormat::GGUF ? inspect_gguf(path)
-                                                                   : inspect_llama2c(path);
+  const ModelFormat format = detect_model_format(path);
+  InspectReport r = format == ModelFormat::HF_DIR ? inspect_hf_dir(path)
+                    : format == ModelFormat::GGUF ? inspect_gguf(path)
+                                                  : inspect_llama2c(path);
   r.path = path;
-  r.file_bytes = MappedFile(path).size();
+  if (format != ModelFormat::HF_DIR) r.file_bytes = MappedFile(path).size();
   for (const auto& t : r.tensors) {
     r.total_params += t.n_elements;
     r.total_bytes += t.n_bytes;
@@ -182,7 +230,7 @@ std::string report_to_text(const InspectReport& r) {
 nlohmann::json report_to_json(const InspectReport& r) {
   nlohmann::json j;
   j["path"] = printable_string(r.path);
-  j["format"] = r.format == ModelFormat::GGUF ? "gguf" : "llama2c";
+  j["format"] = r.format == ModelFormat::GGUF ? "gguf" : r.format == ModelFormat::HF_DIR ? "hf" : "llama2c";
   j["format_description"] = r.format_description;
   j["file_bytes"] = r.file_bytes;
   j["total_params"] = r.total_params;

@@ -1,4 +1,5 @@
-// `h2o inspect`: a description of a model file (GGUF or llama2.c legacy checkpoint) --
+// `h2o inspect`: a description of a model file (GGUF or llama2.c legacy checkpoint) or a
+// Hugging Face directory (config.json fields, the safetensors tensors) --
 // metadata, tensor table, totals -- as a readable text table or as JSON. The file format
 // is detected from its first bytes, not its name.
 #pragma once
@@ -11,10 +12,10 @@
 
 namespace h2o {
 
-enum class ModelFormat { GGUF, LLAMA2C };
+enum class ModelFormat { GGUF, LLAMA2C, HF_DIR };
 
-// GGUF if the file starts with the "GGUF" magic, otherwise llama2.c (whose reader then
-// validates the header). Throws h2o::Error for a missing or unreadable file.
+// A Hugging Face directory if `path` is a directory; GGUF if the file starts with the
+// "GGUF" magic, otherwise llama2.c (whose reader then validates the header). Throws h2o::Error for a missing or unreadable file.
 ModelFormat detect_model_format(const std::string& path);
 
 struct InspectMetadata {

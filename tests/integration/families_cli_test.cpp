@@ -119,6 +119,29 @@ TEST_P(FamiliesCli, ServeChatWithTheFamilysTemplate) {
   EXPECT_EQ(s.stop(), 0) << s.stderr_text();
 }
 
+TEST_P(FamiliesCli, Inspect) {
+  const CliResult r = run_cli({"inspect", family(GetParam()), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const bool dir = std::filesystem::is_directory(family(GetParam()));
+  EXPECT_EQ(j["format"], dir ? "hf" : "gguf");
+  EXPECT_GT(j["tensors"].size(), 10u);
+  uint64_t params = 0;
+  for (const json& t : j["tensors"]) params += t["n_elements"].get<uint64_t>();
+  EXPECT_EQ(j["total_params"].get<uint64_t>(), params);
+  if (dir) {  // config.json's fields are the metadata
+    bool has_model_type = false;
+    for (const json& m : j["metadata"]) has_model_type |= m["key"] == "model_type";
+    EXPECT_TRUE(has_model_type) << r.out.substr(0, 500);
+  }
+}
+
+TEST(FamiliesCliErrors, InspectOfADirectoryWithoutConfigIsNamed) {
+  const CliResult r = run_cli({"inspect", shared_path("models")});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("not a Hugging Face model directory"), std::string::npos) << r.err;
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, FamiliesCli,
                          ::testing::Values(Family{"llama3", "llama3-tiny.gguf", "llama3"},
                                            Family{"qwen2", "qwen2-tiny.gguf", "chatml"},
