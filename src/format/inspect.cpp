@@ -134,10 +134,7 @@ namespace {
 InspectReport inspect_hf_dir(const std::string& dir) {
   InspectReport r;
   r.format = ModelFormat::HF_DIR;
-  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(config_path, ec))
-    fail("{}: a directory, but not a Hugging Face model directory (no config.json)", dir);
+  const std::string config_path = hf_config_path(dir);
   const nlohmann::json config = read_json_file(config_path);
   for (const auto& [key, value] : config.items()) {
     std::string v = value.is_string() ? value.get<std::string>()
@@ -159,6 +156,7 @@ InspectReport inspect_hf_dir(const std::string& dir) {
     it.offset = t->offset;
     r.tensors.push_back(std::move(it));
   }
+  std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     if (e.is_regular_file(ec)) r.file_bytes += e.file_size(ec);
   }

@@ -244,6 +244,14 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
 
 // ---- checkpoints -------------------------------------------------------------------------
 
+std::string hf_config_path(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / "config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    fail("{}: a directory, but not a Hugging Face model directory (no config.json)", dir);
+  return path;
+}
+
 SafetensorsCheckpoint SafetensorsCheckpoint::open_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;

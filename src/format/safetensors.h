@@ -104,6 +104,11 @@ class SafetensorsFile {
   std::map<std::string, size_t, std::less<>> index_;  // name -> index in tensors_
 };
 
+// `dir`/config.json, the file that makes a directory a Hugging Face model directory.
+// Throws h2o::Error "<dir>: a directory, but not a Hugging Face model directory (no
+// config.json)" when it is not a regular file there.
+std::string hf_config_path(const std::string& dir);
+
 class SafetensorsCheckpoint {
  public:
   static constexpr std::string_view kSingleFile = "model.safetensors";

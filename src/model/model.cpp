@@ -269,10 +269,7 @@ void Model::load_llama2c(const std::string& path, const std::string& tokenizer_p
 // (the "model." prefix optional, as transformers allows), rows reordered where the
 // architecture asks (model/hf_transform.h), tokenizer.json.
 void Model::load_hf(const std::string& dir) {
-  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(config_path, ec))
-    fail("{}: a directory, but not a Hugging Face model directory (no config.json)", dir);
+  const std::string config_path = hf_config_path(dir);
   const nlohmann::json config = read_json_file(config_path);
   const JsonFields j(config, config_path);
   const std::string model_type = j.string("model_type", std::nullopt);

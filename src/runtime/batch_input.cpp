@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/check.h"
 
@@ -56,6 +57,14 @@ bool bool_field(const json& j, const char* name, bool fallback) {
   return v->get<bool>();
 }
 
+// The field's string, or nothing when absent; any other JSON type is the line's error.
+std::optional<std::string> string_field(const json& j, const char* name) {
+  const json* v = field(j, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) fail("field '{}' must be a string, got {}", name, v->type_name());
+  return v->get<std::string>();
+}
+
 std::optional<BudgetSpec> budget_field(const json& j, const char* name, std::optional<BudgetSpec> fallback) {
   const json* v = field(j, name);
   if (v == nullptr) return fallback;
@@ -89,12 +98,11 @@ PromptSpec parse_prompt_line(std::string_view line, const PromptSpec& defaults) 
     p.sampling.top_k = static_cast<int>(int_field(j, "top_k", p.sampling.top_k, 0, kIntMax));
     p.sampling.top_p = float_field(j, "top_p", p.sampling.top_p);
     p.sampling.seed = seed_field(j, "seed", p.sampling.seed);
-    if (const json* policy = field(j, "kv_policy")) {
-      if (!policy->is_string()) fail("field 'kv_policy' must be a string, got {}", policy->type_name());
+    if (const std::optional<std::string> policy = string_field(j, "kv_policy")) {
       // As the server merges a request's KV fields: another policy keeps the budget (not
       // for full) but not the recent split.
-      if (policy->get<std::string>() != p.kv.policy) {
-        p.kv.policy = policy->get<std::string>();
+      if (*policy != p.kv.policy) {
+        p.kv.policy = *policy;
         if (p.kv.policy == "full") p.kv.budget.reset();
         p.kv.recent.reset();
       }
@@ -105,16 +113,9 @@ PromptSpec parse_prompt_line(std::string_view line, const PromptSpec& defaults) 
     p.kv.recent = budget_field(j, "kv_recent", p.kv.recent);
     p.kv.sinks = static_cast<int>(int_field(j, "kv_sinks", p.kv.sinks, 0, kIntMax));
     p.kv.prefill_chunk = static_cast<int>(int_field(j, "prefill_chunk", p.kv.prefill_chunk, 0, kIntMax));
-    for (const char* name : {"kv_type", "kv_positions"}) {
-      const json* v = field(j, name);
-      if (v == nullptr) continue;
-      if (!v->is_string()) fail("field '{}' must be a string, got {}", name, v->type_name());
-      if (std::string_view(name) == "kv_type") {
-        p.kv.type = parse_kv_type(v->get<std::string>(), name);
-      } else {
-        p.kv.positions = parse_kv_positions(v->get<std::string>(), name);
-      }
-    }
+    if (const auto type = string_field(j, "kv_type")) p.kv.type = parse_kv_type(*type, "kv_type");
+    if (const auto positions = string_field(j, "kv_positions"))
+      p.kv.positions = parse_kv_positions(*positions, "kv_positions");
   } catch (const json::exception& e) {
     p.error = fmt::format("invalid JSON: {}", e.what());
   } catch (const Error& e) {
