@@ -318,7 +318,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_events() {
-    if (!completion_ || closed_) return;
+    // Notifications can outnumber polls (one is posted per engine event): once the last
+    // bytes of this response are queued, a late one must not send them again.
+    if (!completion_ || closed_ || response_done_) return;
     Completion& c = *completion_;
     const std::string out = c.poll();
     if (c.stream()) {

@@ -173,21 +173,26 @@ TEST(ServeLimits, PipelinedRequestsAreAnsweredInOrder) {
   ServeProcess s;
   ASSERT_TRUE(s.ok()) << s.stderr_text();
   const std::string body = json{{"prompt", "Once upon a time"}, {"max_tokens", 12}, {"temperature", 0}}.dump();
-  RawConnection conn(s.port());
-  // Three requests in one write; the last asks to close.
-  conn.send_all("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" +
-                ("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\n\r\n" + body) +
-                "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  const std::vector<RawResponse> rs = split_responses(conn.read_until_close(seconds(20)));
-  ASSERT_EQ(rs.size(), 3u);
-  EXPECT_EQ(rs[0].status, 200);
-  EXPECT_EQ(json::parse(rs[0].body)["status"], "ok");
-  EXPECT_EQ(rs[1].status, 200);
-  EXPECT_EQ(json::parse(rs[1].body)["usage"]["completion_tokens"], 12);
-  EXPECT_EQ(rs[2].status, 200);
-  EXPECT_EQ(json::parse(rs[2].body)["object"], "list");
-  EXPECT_TRUE(conn.closed_by_peer());
+  // Several rounds: a response written twice (a late engine notification while its bytes
+  // are still being written) shows up as an extra response on some rounds only.
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    RawConnection conn(s.port());
+    // Three requests in one write; the last asks to close.
+    conn.send_all("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" +
+                  ("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body) +
+                  "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const std::vector<RawResponse> rs = split_responses(conn.read_until_close(seconds(20)));
+    ASSERT_EQ(rs.size(), 3u);
+    EXPECT_EQ(rs[0].status, 200);
+    EXPECT_EQ(json::parse(rs[0].body)["status"], "ok");
+    EXPECT_EQ(rs[1].status, 200);
+    EXPECT_EQ(json::parse(rs[1].body)["usage"]["completion_tokens"], 12);
+    EXPECT_EQ(rs[2].status, 200);
+    EXPECT_EQ(json::parse(rs[2].body)["object"], "list");
+    EXPECT_TRUE(conn.closed_by_peer());
+  }
   EXPECT_EQ(s.stop(), 0) << s.stderr_text();
 }
 
