@@ -20,6 +20,8 @@ struct BatchEngine::Sequence {
   // This step's rows.
   std::vector<int32_t> step_tokens, step_pos;
   bool wants_logits = false;
+  bool all_rows = false;                // this step's logits for every row (prompt logprobs)
+  std::vector<TokenLogprob> prompt_lp;  // accumulated over the prefill chunks
 
   int chunk = 0;  // prompt tokens per step
 
@@ -62,6 +64,8 @@ KvResolved validate_request(const Model& model, const SequenceRequest& req) {
     if (t < 0 || t >= c.vocab_size) fail("prompt token id {} is outside the vocabulary (size {})", t, c.vocab_size);
   }
   if (req.max_tokens < 0) fail("max_tokens: must be >= 0, got {}", req.max_tokens);
+  if (req.logprobs < -1 || req.logprobs > kMaxTopLogprobs)
+    fail("logprobs: must be in [0, {}], got {}", kMaxTopLogprobs, req.logprobs);
   req.sampling.validate();
   if (req.kv.prefill_chunk < 0) fail("prefill chunk: must be >= 1, got {}", req.kv.prefill_chunk);
   const KvResolved kv = resolve_kv(req.kv, expected_length(c, req));
@@ -145,6 +149,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     s.step_tokens.clear();
     s.step_pos.clear();
     s.wants_logits = false;
+    s.all_rows = false;
     if (!s.prefilling()) {
       s.step_tokens.push_back(s.next);
       s.step_pos.push_back(s.n_past);
@@ -162,23 +167,25 @@ std::vector<SequenceEvent> BatchEngine::step() {
       s.step_tokens.push_back(s.req.prompt[s.fed + t]);
       s.step_pos.push_back(s.n_past + static_cast<int>(t));
     }
-    s.wants_logits = chunk == left;
+    s.wants_logits = chunk == left || s.req.prompt_logprobs;
+    s.all_rows = s.req.prompt_logprobs;
     prefill_tokens += static_cast<int>(chunk);
     rows.push_back(&s);
   }
   if (rows.empty()) return events;
 
   size_t n_logits = 0;
-  for (Sequence* s : rows) n_logits += s->wants_logits ? 1 : 0;
+  for (Sequence* s : rows) n_logits += !s->wants_logits ? 0 : s->all_rows ? s->step_tokens.size() : 1;
   logits_.resize(n_logits * V);
   std::vector<StepSegment> segments;
   segments.reserve(rows.size());
   for (size_t i = 0, li = 0; i < rows.size(); ++i) {
     Sequence& s = *rows[i];
     const int n = static_cast<int>(s.step_tokens.size());
-    float* logits = s.wants_logits ? &logits_[(li++) * V] : nullptr;
+    float* logits = s.wants_logits ? &logits_[li * V] : nullptr;
+    li += !s.wants_logits ? 0 : s.all_rows ? static_cast<size_t>(n) : 1;
     segments.push_back(StepSegment{s.step_tokens.data(), s.step_pos.data(), n, s.cache.get(),
-                                   s.n_past + static_cast<int64_t>(n), false, logits});
+                                   s.n_past + static_cast<int64_t>(n), s.all_rows, logits});
   }
   forward_.step_batch(segments, *pool_);
   ++steps_;
@@ -187,18 +194,37 @@ std::vector<SequenceEvent> BatchEngine::step() {
 
   // Advance every sequence in the step, then sample where a prompt is done or a token was fed.
   const Tokenizer& tok = model_->tokenizer();
-  const auto event = [](const Sequence& s, int32_t token, bool finished, const std::string& reason) {
-    SequenceEvent e{s.id, token, finished, reason};
+  const auto make_event = [](const Sequence& s, int32_t token, bool finished, const std::string& reason) {
+    SequenceEvent e = SequenceEvent::end(s.id, reason);
+    e.token = token;
+    e.finished = finished;
     e.n_prompt = static_cast<int>(s.req.prompt.size());
     e.n_generated = s.generated;
     e.kv_bytes = s.cache->bytes();
     e.kv_bytes_peak = s.cache->peak_bytes();
     return e;
   };
+  // The sequence's first event carries its prompt's logprobs.
+  const auto event = [&make_event](Sequence& s, int32_t token, bool finished, const std::string& reason) {
+    SequenceEvent e = make_event(s, token, finished, reason);
+    if (!s.prompt_lp.empty()) e.prompt_logprobs = std::move(s.prompt_lp);
+    s.prompt_lp.clear();
+    return e;
+  };
   for (size_t i = 0; i < rows.size(); ++i) {
     Sequence& s = *rows[i];
     const int n = static_cast<int>(s.step_tokens.size());
     const bool was_prefill = s.prefilling();
+    if (was_prefill && s.all_rows) {
+      // Row t predicts prompt token fed + t + 1; the first prompt token is predicted by nothing.
+      if (s.fed == 0) s.prompt_lp.push_back(TokenLogprob{s.req.prompt[0], false, 0.0, {}});
+      for (int t = 0; t < n; ++t) {
+        const size_t next_index = s.fed + static_cast<size_t>(t) + 1;
+        if (next_index >= s.req.prompt.size()) break;
+        s.prompt_lp.push_back(token_logprob(std::span<const float>(segments[i].logits + static_cast<size_t>(t) * V, V),
+                                            s.req.prompt[next_index], std::max(s.req.logprobs, 0)));
+      }
+    }
     if (was_prefill) {
       s.fed += static_cast<size_t>(n);
       prompt_tokens_ += static_cast<uint64_t>(n);
@@ -208,13 +234,15 @@ std::vector<SequenceEvent> BatchEngine::step() {
     // only the sequences prefilling in a step hold chunk slots (see KvPlan in
     // bench/throughput.h); the next chunk grows it again.
     if (was_prefill) s.cache->shrink_to_step(1);
-    if (!segments[i].logits) continue;
+    if (!segments[i].logits || s.prefilling()) continue;
+    // The row the next token is sampled from: the step's last.
+    const std::span<const float> last(segments[i].logits + (s.all_rows ? static_cast<size_t>(n - 1) * V : 0), V);
     if (s.req.max_tokens == 0) {
       s.done = true;
       events.push_back(event(s, -1, true, "length"));
       continue;
     }
-    const int32_t next = s.sampler.sample(std::span<const float>(segments[i].logits, V));
+    const int32_t next = s.sampler.sample(last);
     if (!s.req.ignore_eos && tok.is_end_of_generation(next)) {
       s.done = true;
       events.push_back(event(s, -1, true, "eos"));
@@ -224,6 +252,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     ++generated_tokens_;
     s.next = next;
     SequenceEvent e = event(s, next, false, {});
+    if (s.req.logprobs >= 0) e.logprob = token_logprob(last, next, s.req.logprobs);
     if (s.generated >= s.req.max_tokens) {
       e.finished = true;
       e.stop_reason = "length";

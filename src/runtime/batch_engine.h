@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "kv/kv_config.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "sampling/logprobs.h"
 #include "sampling/sampler.h"
 
 namespace h2o {
@@ -33,6 +35,11 @@ struct SequenceRequest {
   bool ignore_eos = false;      // keep generating past EOS/BOS
   SamplerParams sampling;
   KvSettings kv;  // policy, budget (percentages resolve against prompt + max_tokens)
+  // Logprobs: -1 none; 0..kMaxTopLogprobs: each sampled token's logprob with that many
+  // alternatives. prompt_logprobs: also every prompt token's (the prompt is then prefilled
+  // with logits for all its rows).
+  int logprobs = -1;
+  bool prompt_logprobs = false;
 };
 
 // What one step produced for one sequence.
@@ -45,6 +52,20 @@ struct SequenceEvent {
   int n_generated = 0;       // tokens sampled so far, this one included
   size_t kv_bytes = 0;       // the sequence's KV cache after this step (freed right after a final event)
   size_t kv_bytes_peak = 0;  // its largest so far
+  // With SequenceRequest::prompt_logprobs, on the sequence's first event: one entry per
+  // prompt token (the first unscored), from the same logits the prefill computed.
+  std::vector<TokenLogprob> prompt_logprobs;
+  // With SequenceRequest::logprobs >= 0, for `token`: from the logits it was sampled from.
+  std::optional<TokenLogprob> logprob;
+
+  // An event that only ends a sequence (cancelled, an error).
+  static SequenceEvent end(uint64_t id, std::string reason) {
+    SequenceEvent e;
+    e.id = id;
+    e.finished = true;
+    e.stop_reason = std::move(reason);
+    return e;
+  }
 };
 
 struct BatchOptions {

@@ -76,7 +76,7 @@ void BatchScheduler::run() {
       for (uint64_t rid : cancel_requests_) {
         auto q = std::find_if(queue_.begin(), queue_.end(), [rid](const Pending& p) { return p.id == rid; });
         if (q != queue_.end()) {
-          out.push_back({std::move(q->cb), SequenceEvent{rid, -1, true, "cancelled"}});
+          out.push_back({std::move(q->cb), SequenceEvent::end(rid, "cancelled")});
           queue_.erase(q);
           ++stats_.cancelled;
           continue;
@@ -85,7 +85,7 @@ void BatchScheduler::run() {
         if (r == engine_id_.end()) continue;  // finished already, or unknown
         engine_->cancel(r->second);
         auto cb = callbacks_.find(r->second);
-        out.push_back({std::move(cb->second.cb), SequenceEvent{rid, -1, true, "cancelled"}});
+        out.push_back({std::move(cb->second.cb), SequenceEvent::end(rid, "cancelled")});
         callbacks_.erase(cb);
         engine_id_.erase(r);
         ++stats_.cancelled;
@@ -100,7 +100,7 @@ void BatchScheduler::run() {
           engine_id_[p.id] = eid;
           callbacks_[eid] = Running{p.id, std::move(p.cb)};
         } catch (const Error& e) {
-          out.push_back({std::move(p.cb), SequenceEvent{p.id, -1, true, std::string("error: ") + e.what()}});
+          out.push_back({std::move(p.cb), SequenceEvent::end(p.id, std::string("error: ") + e.what())});
           ++stats_.failed;
         }
       }
@@ -128,7 +128,7 @@ void BatchScheduler::run() {
         // An engine failure ends every running sequence with the message; the engine stays usable.
         for (auto& [eid, running] : callbacks_) {
           engine_->cancel(eid);
-          out.push_back({std::move(running.cb), SequenceEvent{running.request_id, -1, true, "error: " + error}});
+          out.push_back({std::move(running.cb), SequenceEvent::end(running.request_id, "error: " + error)});
           engine_id_.erase(running.request_id);
           ++stats_.failed;
         }

@@ -19,7 +19,8 @@ GenerateResult generate(const std::shared_ptr<const Model>& model, const Generat
   const int ctx = model->config().context_length;
   GenerateResult res;
   res.prompt_tokens = tok.encode(opts.prompt);  // with the BOS the vocabulary adds, if any
-  if (res.prompt_tokens.empty()) fail("the prompt is empty and the vocabulary adds no BOS token: nothing to start from");
+  if (res.prompt_tokens.empty())
+    fail("the prompt is empty and the vocabulary adds no BOS token: nothing to start from");
   const int n_prompt = static_cast<int>(res.prompt_tokens.size());
   if (n_prompt > ctx) fail("prompt is {} tokens, longer than the model's context length {}", n_prompt, ctx);
 

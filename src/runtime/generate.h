@@ -19,7 +19,7 @@ struct GenerateOptions {
   int n_predict = 128;      // tokens to generate (stops earlier at EOS or the context end)
   bool ignore_eos = false;  // keep generating past EOS/BOS (benchmarks, memory traces)
   SamplerParams sampling;
-  SessionOptions session;   // KV policy and threads; expected_length is filled in
+  SessionOptions session;  // KV policy and threads; expected_length is filled in
 };
 
 struct GenerateResult {
@@ -29,8 +29,8 @@ struct GenerateResult {
   std::string text;                    // the continuation
   std::string stop_reason;             // "length", "eos" or "context"
   double prefill_seconds = 0.0;
-  double decode_seconds = 0.0;         // from the first to the last generated token
-  size_t kv_bytes = 0;                 // at the end
+  double decode_seconds = 0.0;  // from the first to the last generated token
+  size_t kv_bytes = 0;          // at the end
   size_t kv_bytes_peak = 0;
   std::vector<size_t> kv_bytes_trace;  // after each generated token
   KvResolved kv;

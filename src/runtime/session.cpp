@@ -41,12 +41,12 @@ std::span<const float> Session::feed(std::span<const int32_t> tokens, std::vecto
     const bool last_chunk = start + T == tokens.size();
     if (all_logits) {
       float* out = all_logits->data() + start * V;
-      forward_.step(tokens.data() + start, positions_.data(), static_cast<int>(T), *cache_, n_past_ + static_cast<int64_t>(T),
-                    true, out, *pool_);
+      forward_.step(tokens.data() + start, positions_.data(), static_cast<int>(T), *cache_,
+                    n_past_ + static_cast<int64_t>(T), true, out, *pool_);
       if (last_chunk) std::memcpy(last_logits_.data(), out + (T - 1) * V, V * sizeof(float));
     } else {
-      forward_.step(tokens.data() + start, positions_.data(), static_cast<int>(T), *cache_, n_past_ + static_cast<int64_t>(T),
-                    false, last_logits_.data(), *pool_);
+      forward_.step(tokens.data() + start, positions_.data(), static_cast<int>(T), *cache_,
+                    n_past_ + static_cast<int64_t>(T), false, last_logits_.data(), *pool_);
     }
     n_past_ += static_cast<int>(T);
   }

@@ -16,7 +16,7 @@
 namespace h2o {
 
 struct SessionOptions {
-  KvSettings kv;            // policy, budget, recent, sinks, prefill chunk
+  KvSettings kv;  // policy, budget, recent, sinks, prefill chunk
   int threads = 1;
   int expected_length = 0;  // tokens the sequence will reach, for percentage budgets (0 = unknown)
 };

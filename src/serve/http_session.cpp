@@ -14,6 +14,7 @@
 #include "serve/completion.h"
 #include "serve/http_response.h"
 #include "serve/server_core.h"
+#include "serve/tokenizer_api.h"
 
 namespace h2o::serve {
 namespace {
@@ -36,7 +37,8 @@ constexpr const char* kJson = "application/json";
 // Metrics label for a path: the routes this server has, everything else "other" (paths
 // come from clients and must not create unbounded label sets).
 std::string endpoint_label(std::string_view path) {
-  for (const char* known : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"}) {
+  for (const char* known : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+                            "/detokenize", "/tokenizer_info"}) {
     if (path == known) return known;
   }
   return "other";
@@ -237,7 +239,7 @@ class Session : public std::enable_shared_from_this<Session> {
                           {"created", 0},
                           {"owned_by", "h2o.cpp"},
                           {"context_length", core_.model->config().context_length}};
-      return respond_json(200, dump_json({{"object", "list"}, {"data", nlohmann::json::array({m})}}));
+      return respond_json(200, dump_json(nlohmann::json{{"object", "list"}, {"data", nlohmann::json::array({m})}}));
     }
     if (get && path == "/metrics") {
       if (!authorized()) return;
@@ -245,6 +247,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond(200, "text/plain; version=0.0.4; charset=utf-8",
                      core_.metrics.render(core_.scheduler->stats(), core_.in_flight.load(), core_.limiter.open()),
                      false);
+    }
+    if ((post && (path == "/tokenize" || path == "/detokenize")) || (get && path == "/tokenizer_info")) {
+      if (!authorized()) return;
+      return tokenizer_endpoint(path);
     }
     if (post && (path == "/v1/completions" || path == "/v1/chat/completions")) {
       if (!authorized()) return;
@@ -255,6 +261,36 @@ class Session : public std::enable_shared_from_this<Session> {
     // Method and path come from the client: escaped and cut before they reach a message.
     std::string what = printable_string(r.method_text.substr(0, 32)) + " " + printable_string(path.substr(0, 200));
     respond_error(ApiError(404, "no route for " + what, "", "not_found"));
+  }
+
+  // No engine step, but a large body takes a while to tokenize: done on the preparation
+  // pool (as completions are), answered on the connection's strand.
+  void tokenizer_endpoint(std::string_view path) {
+    auto self = shared_from_this();
+    net::post(prep_, [self, path = std::string(path), body = std::move(parser_->request().body)] {
+      const Tokenizer& tok = self->core_.model->tokenizer();
+      const int ctx = self->core_.model->config().context_length;
+      std::string out;
+      std::optional<ApiError> error;
+      try {
+        if (path == "/tokenize") {
+          out = tokenize_response(tok, body, ctx, self->core_.opts.limits);
+        } else if (path == "/detokenize") {
+          out = detokenize_response(tok, body, self->core_.opts.limits);
+        } else {
+          out = tokenizer_info_response(tok, ctx);
+        }
+      } catch (const ApiError& e) {
+        error = e;
+      } catch (const std::exception& e) {
+        error = ApiError(400, e.what(), "", "invalid_value");
+      }
+      net::post(self->stream_.get_executor(), [self, out = std::move(out), error] {
+        if (self->closed_) return;
+        if (error) return self->respond_error(*error);
+        self->respond_json(200, out);
+      });
+    });
   }
 
   bool authorized() {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "common/printable.h"
+#include "sampling/logprobs.h"
 
 namespace h2o::serve {
 
@@ -72,6 +73,7 @@ std::optional<int64_t> get_int(const json& body, const char* key, int64_t lo, in
   if (v->is_number_unsigned()) {
     const uint64_t u = v->get<uint64_t>();
     if (u > static_cast<uint64_t>(hi)) throw bad(key, fmt::format("must be at most {}, got {}", hi, u));
+    if (static_cast<int64_t>(u) < lo) throw bad(key, fmt::format("must be at least {}, got {}", lo, u));
     return static_cast<int64_t>(u);
   }
   if (!v->is_number_integer()) throw bad(key, fmt::format("must be an integer, got {}", v->type_name()));
@@ -124,14 +126,48 @@ std::optional<BudgetSpec> get_budget(const json& body, const char* key) {
   }
 }
 
-std::string parse_prompt(const json& body) {
+// A token-id prompt: a non-empty array of integers (range-checked against the vocabulary
+// when the request is submitted).
+std::vector<int32_t> token_prompt(const json& a, const std::string& where) {
+  if (a.empty()) throw bad(where, "a token prompt must not be empty");
+  std::vector<int32_t> ids;
+  ids.reserve(a.size());
+  for (const json& t : a) {
+    if (!t.is_number_integer() && !t.is_number_unsigned())
+      throw bad(where, fmt::format("token ids must be integers, got {}", t.type_name()));
+    const int64_t v = t.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(t.get<uint64_t>(), INT64_MAX))
+                                             : t.get<int64_t>();
+    if (v < 0 || v > std::numeric_limits<int32_t>::max())
+      throw bad(where, fmt::format("token id {} is not a valid token id", v));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
+// prompt: "text" | ["text", ...] | [id, ...] | [[id, ...], ...].
+std::vector<PromptInput> parse_prompts(const json& body, const ProtocolLimits& lim) {
   const json* p = field(body, "prompt");
   if (!p) throw ApiError(400, "prompt: required", "prompt", "missing_field");
-  if (p->is_string()) return p->get<std::string>();
-  if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) return (*p)[0].get<std::string>();
-  if (p->is_array() && p->size() != 1)
-    throw bad("prompt", "exactly one prompt per request is supported (send one request per prompt)");
-  throw bad("prompt", fmt::format("must be a string, got {}", p->type_name()));
+  if (p->is_string()) return {PromptInput{p->get<std::string>(), {}, false}};
+  if (!p->is_array())
+    throw bad("prompt", fmt::format("must be a string, an array of strings or of token ids, got {}", p->type_name()));
+  if (p->empty()) throw bad("prompt", "must contain at least one prompt");
+  if ((*p)[0].is_number()) return {PromptInput{{}, token_prompt(*p, "prompt"), true}};
+  if (p->size() > lim.max_prompts)
+    throw bad("prompt", fmt::format("at most {} prompts per request, got {}", lim.max_prompts, p->size()));
+  std::vector<PromptInput> out;
+  for (size_t i = 0; i < p->size(); ++i) {
+    const json& e = (*p)[i];
+    const std::string where = fmt::format("prompt[{}]", i);
+    if (e.is_string()) {
+      out.push_back(PromptInput{e.get<std::string>(), {}, false});
+    } else if (e.is_array()) {
+      out.push_back(PromptInput{{}, token_prompt(e, where), true});
+    } else {
+      throw bad(where, fmt::format("must be a string or an array of token ids, got {}", e.type_name()));
+    }
+  }
+  return out;
 }
 
 std::string message_content(const json& m, size_t i) {
@@ -204,16 +240,31 @@ void reject_unsupported(const json& body, bool chat) {
     if (auto b = get_int(body, "best_of", 1, std::numeric_limits<int>::max()); b && *b != 1)
       throw ApiError(400, fmt::format("best_of: only best_of=1 is supported, got {}", *b), "best_of",
                      "unsupported_value");
-    if (get_bool(body, "echo").value_or(false)) throw ApiError(400, "echo: not supported", "echo", "unsupported_value");
   }
-  if (const json* lp = field(body, "logprobs");
-      lp && !(lp->is_boolean() && !lp->get<bool>()) && !(lp->is_number() && lp->get<double>() == 0))
-    throw ApiError(400, "logprobs: not supported", "logprobs", "unsupported_value");
+}
+
+// The alternatives per token, -1 for no logprobs. Completions: logprobs N (0 reports each
+// token's own logprob with no alternatives; false and null: none). Chat: logprobs
+// true/false, top_logprobs N (only with logprobs true).
+int parse_logprobs(const json& body, bool chat) {
+  if (chat) {
+    const bool on = get_bool(body, "logprobs").value_or(false);
+    const auto top = get_int(body, "top_logprobs", 0, kMaxTopLogprobs);
+    if (top && !on) throw bad("top_logprobs", "needs logprobs: true");
+    return on ? static_cast<int>(top.value_or(0)) : -1;
+  }
+  const json* lp = field(body, "logprobs");
+  if (!lp) return -1;
+  if (lp->is_boolean()) {
+    if (!lp->get<bool>()) return -1;
+    throw bad("logprobs", fmt::format("must be an integer in [0, {}] (the alternatives per token)", kMaxTopLogprobs));
+  }
+  return static_cast<int>(*get_int(body, "logprobs", 0, kMaxTopLogprobs));
 }
 
 }  // namespace
 
-CompletionRequest parse_completion_request(std::string_view body, bool chat, const ProtocolLimits& lim) {
+json parse_json_object(std::string_view body, const ProtocolLimits& lim) {
   if (body.empty()) throw ApiError(400, "request body is empty: expected a JSON object", "", "invalid_json");
   if (json_nesting_depth(body) > lim.max_json_depth)
     throw ApiError(400, fmt::format("request body nests arrays/objects deeper than {} levels", lim.max_json_depth), "",
@@ -227,7 +278,11 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat, con
   }
   if (!j.is_object())
     throw ApiError(400, fmt::format("request body must be a JSON object, got {}", j.type_name()), "", "invalid_json");
+  return j;
+}
 
+CompletionRequest parse_completion_request(std::string_view body, bool chat, const ProtocolLimits& lim) {
+  const json j = parse_json_object(body, lim);
   CompletionRequest r;
   r.chat = chat;
   if (auto model = get_string(j, "model"); model && *model != lim.model_id)
@@ -237,8 +292,9 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat, con
   if (chat) {
     r.messages = parse_messages(j, lim);
   } else {
-    r.prompt = parse_prompt(j);
+    r.prompts = parse_prompts(j, lim);
   }
+  r.logprobs = parse_logprobs(j, chat);
   const char* max_key = chat && field(j, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   if (auto mt = get_int(j, max_key, 0, std::numeric_limits<int64_t>::max())) {
     if (*mt > lim.max_tokens_limit)
@@ -265,7 +321,13 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat, con
     if (!so->is_object()) throw bad("stream_options", fmt::format("must be an object, got {}", so->type_name()));
     r.include_usage = get_bool(*so, "include_usage").value_or(false);
   }
+  if (!chat) {
+    r.echo = get_bool(j, "echo").value_or(false);
+    if (r.echo && r.stream)
+      throw ApiError(400, "echo: not supported with stream (send stream: false)", "echo", "unsupported_value");
+  }
   r.ignore_eos = get_bool(j, "ignore_eos").value_or(false);
+  if (auto c = get_int(j, "prefill_chunk", 1, 1 << 20)) r.prefill_chunk = static_cast<int>(*c);
   r.kv_policy = get_string(j, "kv_policy");
   if (r.kv_policy) {
     const auto& names = kv_policy_names();
@@ -301,6 +363,7 @@ KvSettings merge_kv(const KvSettings& server, const CompletionRequest& req) {
   if (req.kv_sinks) s.sinks = *req.kv_sinks;
   if (req.kv_type) s.type = *req.kv_type;
   if (req.kv_positions) s.positions = *req.kv_positions;
+  if (req.prefill_chunk) s.prefill_chunk = *req.prefill_chunk;
   return s;
 }
 
@@ -319,13 +382,13 @@ ApiError request_error(const Error& e) {
   return ApiError(400, msg, param, "invalid_value");
 }
 
-json usage_json(int prompt_tokens, int completion_tokens) {
+ResponseJson usage_json(int prompt_tokens, int completion_tokens) {
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
-json kv_json(const KvReport& kv) {
+ResponseJson kv_json(const KvReport& kv) {
   return {{"policy", kv.resolved.policy},
           {"budget", kv.resolved.budget},
           {"recent", kv.resolved.recent},
@@ -336,55 +399,108 @@ json kv_json(const KvReport& kv) {
           {"kv_bytes_peak", kv.bytes_peak}};
 }
 
+ResponseJson completion_logprobs_json(const std::vector<LogprobEntry>& entries) {
+  ResponseJson tokens = ResponseJson::array(), lps = ResponseJson::array(), tops = ResponseJson::array(),
+               offsets = ResponseJson::array();
+  for (const LogprobEntry& e : entries) {
+    tokens.push_back(e.token);
+    offsets.push_back(e.text_offset);
+    if (!e.logprob) {
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
+    lps.push_back(*e.logprob);
+    // Two alternatives with the same text (possible in byte-level vocabularies) share a
+    // key; the more probable one, written first, is kept.
+    ResponseJson top = ResponseJson::object();
+    for (const auto& [text, lp] : e.top) {
+      if (!top.contains(text)) top[text] = lp;
+    }
+    tops.push_back(std::move(top));
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
 namespace {
-json envelope(const ResponseMeta& meta, const char* object) {
+ResponseJson utf8_bytes(std::string_view s) {
+  ResponseJson b = ResponseJson::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+}  // namespace
+
+ResponseJson chat_logprobs_json(const std::vector<LogprobEntry>& entries) {
+  ResponseJson content = ResponseJson::array();
+  for (const LogprobEntry& e : entries) {
+    if (!e.logprob) continue;  // chat reports generated tokens only
+    ResponseJson top = ResponseJson::array();
+    for (const auto& [text, lp] : e.top) top.push_back({{"token", text}, {"logprob", lp}, {"bytes", utf8_bytes(text)}});
+    content.push_back(
+        {{"token", e.token}, {"logprob", *e.logprob}, {"bytes", utf8_bytes(e.token)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}};
+}
+
+namespace {
+ResponseJson envelope(const ResponseMeta& meta, const char* object) {
   return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
 }
 }  // namespace
 
-json completion_json(const ResponseMeta& meta, std::string_view text, std::string_view finish_reason, int prompt_tokens,
-                     int completion_tokens, const KvReport& kv) {
-  json j = envelope(meta, meta.chat ? "chat.completion" : "text_completion");
-  json choice = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", nullptr}};
-  if (meta.chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  } else {
-    choice["text"] = text;
+ResponseJson completion_json(const ResponseMeta& meta, const std::vector<ChoiceOut>& choices, int prompt_tokens,
+                             int completion_tokens, const KvReport& kv) {
+  ResponseJson j = envelope(meta, meta.chat ? "chat.completion" : "text_completion");
+  ResponseJson list = ResponseJson::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceOut& c = choices[i];
+    ResponseJson choice = {{"index", i}};
+    if (meta.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+    } else {
+      choice["text"] = c.text;
+    }
+    choice["logprobs"] = c.logprobs ? *c.logprobs : ResponseJson(nullptr);
+    choice["finish_reason"] = c.finish_reason;
+    list.push_back(std::move(choice));
   }
-  j["choices"] = json::array({choice});
+  j["choices"] = std::move(list);
   j["usage"] = usage_json(prompt_tokens, completion_tokens);
   j["kv"] = kv_json(kv);
   return j;
 }
 
-json stream_chunk_json(const ResponseMeta& meta, std::string_view text, bool first,
-                       std::optional<std::string_view> finish_reason) {
-  json j = envelope(meta, meta.chat ? "chat.completion.chunk" : "text_completion");
-  json choice = {{"index", 0}, {"logprobs", nullptr}};
-  choice["finish_reason"] = finish_reason ? json(*finish_reason) : json(nullptr);
+ResponseJson stream_chunk_json(const ResponseMeta& meta, int index, std::string_view text, bool first,
+                               std::optional<std::string_view> finish_reason, std::optional<ResponseJson> logprobs) {
+  ResponseJson j = envelope(meta, meta.chat ? "chat.completion.chunk" : "text_completion");
+  ResponseJson choice = {{"index", index}};
   if (meta.chat) {
-    json delta = json::object();
+    ResponseJson delta = ResponseJson::object();
     if (first) delta["role"] = "assistant";
     if (!finish_reason || !text.empty()) delta["content"] = text;
     choice["delta"] = delta;
   } else {
     choice["text"] = text;
   }
-  j["choices"] = json::array({choice});
+  choice["logprobs"] = logprobs ? std::move(*logprobs) : ResponseJson(nullptr);
+  choice["finish_reason"] = finish_reason ? ResponseJson(*finish_reason) : ResponseJson(nullptr);
+  j["choices"] = ResponseJson::array({choice});
   return j;
 }
 
-json stream_usage_json(const ResponseMeta& meta, int prompt_tokens, int completion_tokens, const KvReport& kv) {
-  json j = envelope(meta, meta.chat ? "chat.completion.chunk" : "text_completion");
-  j["choices"] = json::array();
+ResponseJson stream_usage_json(const ResponseMeta& meta, int prompt_tokens, int completion_tokens, const KvReport& kv) {
+  ResponseJson j = envelope(meta, meta.chat ? "chat.completion.chunk" : "text_completion");
+  j["choices"] = ResponseJson::array();
   j["usage"] = usage_json(prompt_tokens, completion_tokens);
   j["kv"] = kv_json(kv);
   return j;
 }
 
 std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump_json(const ResponseJson& j) { return j.dump(-1, ' ', false, ResponseJson::error_handler_t::replace); }
 
 std::string sse_event(const json& j) { return "data: " + dump_json(j) + "\n\n"; }
+std::string sse_event(const ResponseJson& j) { return "data: " + dump_json(j) + "\n\n"; }
 
 std::string finish_reason_for(std::string_view stop_reason) {
   if (stop_reason == "eos" || stop_reason == "stop") return "stop";

@@ -4,14 +4,16 @@
 // rule here is unit-tested on its own.
 //
 // Request body (OpenAI's fields this server implements, then its extensions):
-//   model?, prompt (string | [string]) or messages ([{role, content}]), max_tokens?
-//   (chat also max_completion_tokens), temperature?, top_p?, seed?, stop? (string |
-//   [string]), n? (1 only), stream?, stream_options? {include_usage}; extensions: top_k?,
-//   ignore_eos?, kv_policy?, kv_budget? (N | "N" | "P%"), kv_recent?, kv_sinks?,
-//   kv_type? ("f32" | "f16" | "q8"), kv_positions? ("absolute" | "cache").
+//   model?, prompt (string | [string] | [token id] | [[token id]]: one choice per prompt)
+//   or messages ([{role, content}]), max_tokens? (chat also max_completion_tokens),
+//   temperature?, top_p?, seed?, stop? (string | [string]), n? (1 only), stream?,
+//   stream_options? {include_usage}, completions: logprobs? (0..20), echo?; chat:
+//   logprobs? (bool), top_logprobs? (0..20); extensions: top_k?, ignore_eos?, kv_policy?,
+//   kv_budget? (N | "N" | "P%"), kv_recent?, kv_sinks?, kv_type? ("f32" | "f16" | "q8"),
+//   kv_positions? ("absolute" | "cache"), prefill_chunk?.
 // Unknown fields are ignored (as OpenAI does for fields it has retired); fields whose
-// non-default values this server cannot honour (n > 1, best_of > 1, echo, logprobs) are
-// rejected rather than silently ignored.
+// non-default values this server cannot honour (n > 1, best_of > 1, echo with stream)
+// are rejected rather than silently ignored.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -55,6 +58,7 @@ struct ProtocolLimits {
   size_t max_stop_length = 256;  // bytes per stop string
   int max_json_depth = 32;       // nesting of arrays/objects in a body
   size_t max_messages = 512;     // chat messages per request
+  size_t max_prompts = 64;       // prompts (choices) per completions request
 };
 
 struct ChatMessage {
@@ -62,9 +66,17 @@ struct ChatMessage {
   std::string content;
 };
 
+// One prompt of a completions request: text (tokenized by the server, BOS added as the
+// vocabulary does) or token ids (used exactly as given: no BOS is added).
+struct PromptInput {
+  std::string text;
+  std::vector<int32_t> tokens;
+  bool is_tokens = false;
+};
+
 struct CompletionRequest {
   bool chat = false;
-  std::string prompt;                 // /v1/completions
+  std::vector<PromptInput> prompts;   // /v1/completions: one choice each
   std::vector<ChatMessage> messages;  // /v1/chat/completions
   std::optional<int> max_tokens;      // absent: the endpoint's default
   float temperature = 1.0f;           // OpenAI's default; 0 = greedy
@@ -75,17 +87,27 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;
+  // Logprobs: -1 none, else the alternatives per token (completions `logprobs`, chat
+  // `top_logprobs` under `logprobs: true`). echo: the prompt is returned before the
+  // completion, with its tokens' logprobs when logprobs >= 0 (completions only).
+  int logprobs = -1;
+  bool echo = false;
   // Per-request KV settings; each absent field falls back to the server's flag.
   std::optional<std::string> kv_policy;
   std::optional<BudgetSpec> kv_budget, kv_recent;
   std::optional<int> kv_sinks;
   std::optional<KvType> kv_type;
   std::optional<KvPositions> kv_positions;
+  std::optional<int> prefill_chunk;
 };
 
 // Deepest nesting of arrays/objects in `text` outside strings, found without recursion so
 // that hostile input cannot exhaust the stack before the JSON parser sees it.
 int json_nesting_depth(std::string_view text);
+
+// A request body parsed as a JSON object (nesting bounded first). Throws ApiError 400
+// ("invalid_json") naming the problem.
+nlohmann::json parse_json_object(std::string_view body, const ProtocolLimits& limits);
 
 // Parses and checks a request body. Throws ApiError (400, or 404 for an unknown model).
 CompletionRequest parse_completion_request(std::string_view body, bool chat, const ProtocolLimits& limits);
@@ -113,25 +135,52 @@ struct ResponseMeta {
   bool chat = false;
 };
 
-nlohmann::json usage_json(int prompt_tokens, int completion_tokens);
-nlohmann::json kv_json(const KvReport& kv);
+// Responses keep their keys in the order written (OpenAI's order; top_logprobs most
+// probable first).
+using ResponseJson = nlohmann::ordered_json;
+
+ResponseJson usage_json(int prompt_tokens, int completion_tokens);
+ResponseJson kv_json(const KvReport& kv);
+
+// One token's logprob as reported: its text, its logprob (none for a sequence's first
+// token, which nothing predicts), the most probable alternatives (most probable first) and
+// where its text starts in the choice's text (in Unicode code points, as OpenAI counts).
+struct LogprobEntry {
+  std::string token;
+  std::optional<double> logprob;
+  std::vector<std::pair<std::string, double>> top;
+  size_t text_offset = 0;
+};
+// Completions: {tokens, token_logprobs, top_logprobs ({text: logprob} or null), text_offset}.
+ResponseJson completion_logprobs_json(const std::vector<LogprobEntry>& entries);
+// Chat: {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+ResponseJson chat_logprobs_json(const std::vector<LogprobEntry>& entries);
+
+// One choice of a whole response.
+struct ChoiceOut {
+  std::string text;
+  std::string finish_reason;
+  std::optional<ResponseJson> logprobs;  // null when not requested
+};
 
 // A whole (non-streamed) response.
-nlohmann::json completion_json(const ResponseMeta& meta, std::string_view text, std::string_view finish_reason,
-                               int prompt_tokens, int completion_tokens, const KvReport& kv);
+ResponseJson completion_json(const ResponseMeta& meta, const std::vector<ChoiceOut>& choices, int prompt_tokens,
+                             int completion_tokens, const KvReport& kv);
 
-// One stream chunk. Chat: the first chunk carries delta.role; the last one (finish_reason
-// set) has an empty delta. Completions: choices[0].text.
-nlohmann::json stream_chunk_json(const ResponseMeta& meta, std::string_view text, bool first,
-                                 std::optional<std::string_view> finish_reason);
+// One stream chunk for choice `index`. Chat: the first chunk carries delta.role; the last
+// one (finish_reason set) has an empty delta. Completions: choices[0].text.
+ResponseJson stream_chunk_json(const ResponseMeta& meta, int index, std::string_view text, bool first,
+                               std::optional<std::string_view> finish_reason,
+                               std::optional<ResponseJson> logprobs = std::nullopt);
 // The chunk after the last one when stream_options.include_usage: empty choices, usage.
-nlohmann::json stream_usage_json(const ResponseMeta& meta, int prompt_tokens, int completion_tokens,
-                                 const KvReport& kv);
+ResponseJson stream_usage_json(const ResponseMeta& meta, int prompt_tokens, int completion_tokens, const KvReport& kv);
 
 // JSON text with invalid UTF-8 replaced by U+FFFD (generated pieces may be invalid).
 std::string dump_json(const nlohmann::json& j);
+std::string dump_json(const ResponseJson& j);
 // "data: <json>\n\n"
 std::string sse_event(const nlohmann::json& j);
+std::string sse_event(const ResponseJson& j);
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
 // OpenAI's finish_reason for an engine stop_reason: eos -> stop, length/context -> length.

@@ -16,6 +16,7 @@
 
 #include "bench/throughput.h"
 #include "common/error.h"
+#include "eval/perplexity.h"
 #include "kv/kv_cache.h"
 #include "runtime/batch_scheduler.h"
 #include "runtime/generate.h"
@@ -164,6 +165,93 @@ INSTANTIATE_TEST_SUITE_P(KvModes, BatchEquality,
                            for (char& c : n) c = c == ':' ? '_' : c;
                            return n;
                          });
+
+// Prompt logprobs (what /v1/completions echo returns) are minus the per-token NLL that
+// perplexity() gives the same tokens as one window under the same KV settings, while the
+// sequence shares its steps with others; the sampled tokens are unchanged and each carries
+// its own logprob and alternatives.
+TEST_P(BatchEquality, PromptLogprobsEqualPerplexityPerToken) {
+  const std::string policy = GetParam();
+  const auto prompts = mixed_prompts(6);
+  BatchOptions bo;
+  bo.max_sequences = 8;
+  bo.max_step_tokens = 48;
+  BatchEngine engine(stories(), bo);
+  std::vector<uint64_t> ids;
+  std::vector<SequenceRequest> reqs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int chunk = i % 3 == 0 ? 0 : (i % 3 == 1 ? 1 : 5);
+    SequenceRequest r = request({prompts[i] + " and then", 4, true, kv_for_param(policy, chunk)});
+    r.kv.budget = r.kv.budget ? std::optional(BudgetSpec{50, true}) : std::nullopt;  // a percentage, as evals use
+    r.kv.recent.reset();
+    r.logprobs = i % 2 ? 3 : 0;
+    r.prompt_logprobs = i != 4;  // one sequence without: its neighbours must not care
+    reqs.push_back(r);
+    ids.push_back(engine.add(r));
+  }
+  std::map<uint64_t, std::vector<SequenceEvent>> events;
+  while (!engine.empty()) {
+    for (SequenceEvent& e : engine.step()) events[e.id].push_back(std::move(e));
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const SequenceRequest& r = reqs[i];
+    const std::vector<SequenceEvent>& ev = events[ids[i]];
+    ASSERT_FALSE(ev.empty());
+    if (!r.prompt_logprobs) {
+      EXPECT_TRUE(ev[0].prompt_logprobs.empty());
+      continue;
+    }
+    // perplexity() scores a window of exactly the prompt; percentages resolve against the
+    // window there and against prompt + max_tokens here, so the budget is given as resolved.
+    PerplexityOptions po;
+    po.ctx = static_cast<int>(r.prompt.size());
+    po.session.kv = r.kv;
+    if (po.session.kv.budget) {
+      const KvResolved k = resolve_kv(r.kv, static_cast<int>(r.prompt.size()) + r.max_tokens);
+      po.session.kv.budget = BudgetSpec{static_cast<double>(k.budget), false};
+      if (r.kv.policy == "h2o" || r.kv.policy == "random")
+        po.session.kv.recent = BudgetSpec{static_cast<double>(k.recent), false};
+    }
+    po.session.threads = 1;
+    const std::vector<int32_t> text(r.prompt.begin() + 1, r.prompt.end());  // perplexity adds the BOS
+    const PerplexityResult pr = perplexity(stories(), text, po);
+    const std::vector<TokenLogprob>& lp = ev[0].prompt_logprobs;
+    ASSERT_EQ(lp.size(), r.prompt.size()) << policy << " " << i;
+    ASSERT_EQ(pr.nll.size(), r.prompt.size() - 1);
+    EXPECT_FALSE(lp[0].scored);
+    for (size_t t = 1; t < lp.size(); ++t) {
+      EXPECT_EQ(lp[t].token, r.prompt[t]);
+      EXPECT_NEAR(lp[t].logprob, -pr.nll[t - 1], 1e-4) << policy << " sequence " << i << " token " << t;
+      EXPECT_EQ(lp[t].top.size(), static_cast<size_t>(r.logprobs));
+    }
+    // Every generated token: its logprob, and alternatives that include it (greedy: first).
+    for (const SequenceEvent& e : ev) {
+      if (e.token < 0) continue;
+      ASSERT_TRUE(e.logprob) << policy;
+      EXPECT_EQ(e.logprob->token, e.token);
+      if (r.logprobs > 0) {
+        EXPECT_EQ(e.logprob->top[0].first, e.token);
+        EXPECT_DOUBLE_EQ(e.logprob->top[0].second, e.logprob->logprob);
+      }
+    }
+  }
+  // The sequences' tokens are those they get without logprobs.
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    std::vector<int32_t> got;
+    for (const SequenceEvent& e : events[ids[i]])
+      if (e.token >= 0) got.push_back(e.token);
+    BatchEngine plain(stories(), bo);
+    SequenceRequest r = reqs[i];
+    r.logprobs = -1;
+    r.prompt_logprobs = false;
+    const uint64_t id = plain.add(r);
+    std::vector<int32_t> want;
+    while (!plain.empty())
+      for (const SequenceEvent& e : plain.step())
+        if (e.id == id && e.token >= 0) want.push_back(e.token);
+    EXPECT_EQ(got, want) << policy << " sequence " << i;
+  }
+}
 
 // Admission counts what is kept (bench/throughput.h, KvPlan): between steps a bounded cache
 // holds B + 1 slots, and only the sequences prefilling in a step hold their chunk's slots,

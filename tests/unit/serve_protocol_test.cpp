@@ -42,7 +42,9 @@ TEST(ServeProtocol, ParsesCompletionFields) {
   const CompletionRequest r = parse(R"({"model":"stories260K-f32","prompt":"Once","max_tokens":20,"temperature":0,
     "top_p":0.9,"seed":7,"stop":["\n","The end"],"n":1,"stream":true,"stream_options":{"include_usage":true},
     "kv_policy":"h2o","kv_budget":"20%","kv_recent":8,"user":"ignored"})");
-  EXPECT_EQ(r.prompt, "Once");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Once");
+  EXPECT_FALSE(r.prompts[0].is_tokens);
   EXPECT_EQ(r.max_tokens, 20);
   EXPECT_EQ(r.temperature, 0.0f);
   EXPECT_FLOAT_EQ(r.top_p, 0.9f);
@@ -60,8 +62,11 @@ TEST(ServeProtocol, ParsesCompletionFields) {
 
 TEST(ServeProtocol, DefaultsAndAlternativeForms) {
   const CompletionRequest r = parse(R"({"prompt":["Once"],"stop":"x","seed":-1,"temperature":null})");
-  EXPECT_EQ(r.prompt, "Once");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Once");
   EXPECT_FALSE(r.max_tokens);
+  EXPECT_EQ(r.logprobs, -1);
+  EXPECT_FALSE(r.echo);
   EXPECT_EQ(r.temperature, 1.0f);
   EXPECT_EQ(r.stop, std::vector<std::string>{"x"});
   EXPECT_EQ(r.seed, ~uint64_t{0});
@@ -102,7 +107,22 @@ TEST(ServeProtocol, RejectsWrongTypesAndBadValuesNamingTheField) {
   };
   const std::vector<Case> cases = {
       {R"({"prompt":1})", "prompt"},
-      {R"({"prompt":["a","b"]})", "prompt"},
+      {R"({"prompt":[]})", "prompt"},
+      {R"({"prompt":[[]]})", "prompt[0]"},
+      {R"({"prompt":[1,-2]})", "prompt"},
+      {R"({"prompt":[1,2.5]})", "prompt"},
+      {R"({"prompt":[1,"a"]})", "prompt"},
+      {R"({"prompt":[1,4294967296]})", "prompt"},
+      {R"({"prompt":["a",3]})", "prompt[1]"},
+      {R"({"prompt":["a",{"t":1}]})", "prompt[1]"},
+      {R"({"prompt":"a","logprobs":21})", "logprobs"},
+      {R"({"prompt":"a","logprobs":-1})", "logprobs"},
+      {R"({"prompt":"a","logprobs":true})", "logprobs"},
+      {R"({"prompt":"a","logprobs":"5"})", "logprobs"},
+      {R"({"prompt":"a","echo":1})", "echo"},
+      {R"({"prompt":"a","echo":true,"stream":true})", "echo"},
+      {R"({"prompt":"a","prefill_chunk":0})", "prefill_chunk"},
+      {R"({"prompt":"a","n":0})", "n"},
       {R"({})", "prompt"},
       {R"({"prompt":"a","max_tokens":-1})", "max_tokens"},
       {R"({"prompt":"a","max_tokens":"5"})", "max_tokens"},
@@ -122,8 +142,6 @@ TEST(ServeProtocol, RejectsWrongTypesAndBadValuesNamingTheField) {
       {R"({"prompt":"a","stop":["a","b","c","d","e"]})", "stop"},
       {R"({"prompt":"a","n":2})", "n"},
       {R"({"prompt":"a","best_of":3})", "best_of"},
-      {R"({"prompt":"a","echo":true})", "echo"},
-      {R"({"prompt":"a","logprobs":5})", "logprobs"},
       {R"({"prompt":"a","stream":"yes"})", "stream"},
       {R"({"prompt":"a","stream_options":{"include_usage":true}})", "stream_options"},
       {R"({"prompt":"a","kv_policy":"lru"})", "kv_policy"},
@@ -153,6 +171,65 @@ TEST(ServeProtocol, RejectsWrongTypesAndBadValuesNamingTheField) {
         R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", R"({"messages":[1]})"}) {
     EXPECT_EQ(error_of(body, true).status(), 400) << body;
   }
+  // Chat logprobs: a boolean, and top_logprobs only with it.
+  EXPECT_EQ(error_of(R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})", true).param(), "top_logprobs");
+  EXPECT_EQ(error_of(R"({"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21})", true).param(),
+            "top_logprobs");
+  EXPECT_EQ(error_of(R"({"messages":[{"role":"user","content":"x"}],"logprobs":3})", true).param(), "logprobs");
+  // More prompts than the limit.
+  json many = {{"prompt", json::array()}};
+  for (int i = 0; i < 65; ++i) many["prompt"].push_back("a");
+  EXPECT_EQ(error_of(many.dump()).param(), "prompt");
+}
+
+TEST(ServeProtocol, ParsesPromptFormsAndLogprobs) {
+  // lm-evaluation-harness sends token ids, batched as a list of lists.
+  const CompletionRequest ids = parse(R"({"prompt":[1,403,407],"logprobs":1,"echo":true,"max_tokens":0})");
+  ASSERT_EQ(ids.prompts.size(), 1u);
+  EXPECT_TRUE(ids.prompts[0].is_tokens);
+  EXPECT_EQ(ids.prompts[0].tokens, (std::vector<int32_t>{1, 403, 407}));
+  EXPECT_EQ(ids.logprobs, 1);
+  EXPECT_TRUE(ids.echo);
+  EXPECT_EQ(ids.max_tokens, 0);
+  const CompletionRequest batch = parse(R"({"prompt":[[1,2],[3],"text"],"logprobs":0,"prefill_chunk":1})");
+  ASSERT_EQ(batch.prompts.size(), 3u);
+  EXPECT_EQ(batch.prompts[1].tokens, std::vector<int32_t>{3});
+  EXPECT_FALSE(batch.prompts[2].is_tokens);
+  EXPECT_EQ(batch.prompts[2].text, "text");
+  EXPECT_EQ(batch.logprobs, 0);
+  EXPECT_EQ(batch.prefill_chunk, 1);
+  EXPECT_EQ(parse(R"({"prompt":"a","logprobs":false})").logprobs, -1);
+  EXPECT_EQ(parse(R"({"prompt":"a","logprobs":null})").logprobs, -1);
+  const std::string chat_body = R"({"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":3})";
+  EXPECT_EQ(parse(chat_body, true).logprobs, 3);
+  EXPECT_EQ(parse(R"({"messages":[{"role":"user","content":"x"}],"logprobs":true})", true).logprobs, 0);
+  EXPECT_EQ(parse(R"({"messages":[{"role":"user","content":"x"}],"logprobs":false})", true).logprobs, -1);
+  // The prefill chunk is a KV setting like the others.
+  KvSettings server;
+  EXPECT_EQ(merge_kv(server, batch).prefill_chunk, 1);
+}
+
+TEST(ServeProtocol, LogprobsShapes) {
+  const std::vector<LogprobEntry> entries = {
+      {"", std::nullopt, {}, 0},
+      {"Once", -0.25, {{"Once", -0.25}, {"One", -1.5}}, 0},
+      {" upon", -3.0, {{" a", -0.1}, {"x", -2.0}}, 4},
+  };
+  const json c = json::parse(dump_json(completion_logprobs_json(entries)));
+  EXPECT_EQ(c["tokens"], json({"", "Once", " upon"}));
+  EXPECT_TRUE(c["token_logprobs"][0].is_null());
+  EXPECT_EQ(c["token_logprobs"][2], -3.0);
+  EXPECT_TRUE(c["top_logprobs"][0].is_null());
+  EXPECT_EQ(c["top_logprobs"][1], json({{"Once", -0.25}, {"One", -1.5}}));
+  EXPECT_EQ(c["text_offset"], json({0, 0, 4}));
+  // Alternatives keep their order (most probable first) in the text.
+  const std::string text = dump_json(completion_logprobs_json(entries));
+  EXPECT_LT(text.find("\" a\":-0.1"), text.find("\"x\":-2.0"));
+  const json chat = json::parse(dump_json(chat_logprobs_json(entries)));
+  ASSERT_EQ(chat["content"].size(), 2u);  // generated tokens only: the unscored one is left out
+  EXPECT_EQ(chat["content"][1]["token"], " upon");
+  EXPECT_EQ(chat["content"][1]["bytes"], json({32, 117, 112, 111, 110}));
+  EXPECT_EQ(chat["content"][1]["top_logprobs"][0], json({{"token", " a"}, {"logprob", -0.1}, {"bytes", {32, 97}}}));
 }
 
 TEST(ServeProtocol, UnknownModelIs404) {
@@ -211,24 +288,32 @@ TEST(ServeProtocol, LibraryErrorsNameRequestFields) {
 TEST(ServeProtocol, ResponseAndChunkShapes) {
   KvReport kv{KvResolved{"h2o", 64, 32, 0, 0}, 1000, 2000};
   const ResponseMeta cm{"cmpl-1", 5, "m", false}, chat{"chatcmpl-1", 5, "m", true};
-  const json c = completion_json(cm, "hello", "length", 4, 3, kv);
+  const auto reparse = [](const ResponseJson& j) { return json::parse(dump_json(j)); };
+  const json c = reparse(completion_json(cm, {ChoiceOut{"hello", "length", std::nullopt}}, 4, 3, kv));
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["choices"][0]["text"], "hello");
   EXPECT_EQ(c["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(c["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(c["usage"], json({{"prompt_tokens", 4}, {"completion_tokens", 3}, {"total_tokens", 7}}));
   EXPECT_EQ(c["kv"]["kv_bytes_peak"], 2000);
   EXPECT_EQ(c["kv"]["policy"], "h2o");
-  const json cc = completion_json(chat, "hi", "stop", 4, 1, kv);
+  const json two =
+      reparse(completion_json(cm, {ChoiceOut{"a", "length", std::nullopt}, ChoiceOut{"b", "stop", {}}}, 4, 3, kv));
+  ASSERT_EQ(two["choices"].size(), 2u);
+  EXPECT_EQ(two["choices"][1]["index"], 1);
+  EXPECT_EQ(two["choices"][1]["text"], "b");
+  const json cc = reparse(completion_json(chat, {ChoiceOut{"hi", "stop", std::nullopt}}, 4, 1, kv));
   EXPECT_EQ(cc["object"], "chat.completion");
   EXPECT_EQ(cc["choices"][0]["message"], json({{"role", "assistant"}, {"content", "hi"}}));
-  const json first = stream_chunk_json(chat, "a", true, std::nullopt);
+  const json first = reparse(stream_chunk_json(chat, 0, "a", true, std::nullopt));
   EXPECT_EQ(first["object"], "chat.completion.chunk");
   EXPECT_EQ(first["choices"][0]["delta"], json({{"role", "assistant"}, {"content", "a"}}));
   EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
-  const json last = stream_chunk_json(chat, "", false, "stop");
+  const json last = reparse(stream_chunk_json(chat, 2, "", false, "stop"));
   EXPECT_EQ(last["choices"][0]["delta"], json::object());
   EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
-  const json u = stream_usage_json(cm, 4, 3, kv);
+  EXPECT_EQ(last["choices"][0]["index"], 2);
+  const json u = reparse(stream_usage_json(cm, 4, 3, kv));
   EXPECT_TRUE(u["choices"].empty());
   EXPECT_EQ(u["usage"]["total_tokens"], 7);
   EXPECT_EQ(sse_event(json{{"a", 1}}), "data: {\"a\":1}\n\n");
