@@ -2,7 +2,8 @@
 // /v1/completions or a /v1/chat/completions body, must parse into a request or throw
 // ApiError with a 4xx status -- never another exception, a crash or deep recursion. An
 // accepted request must respect the limits, and its KV fields must merge with the server's
-// or be refused as a 400 naming a field.
+// or be refused as a 400 naming a field. Prompts (text, token ids, batches), logprobs and
+// echo are held to their documented ranges.
 #include "common/error.h"
 #include "serve/openai_protocol.h"
 
@@ -16,6 +17,15 @@ void check(const h2o::serve::CompletionRequest& r, const h2o::serve::ProtocolLim
   if (r.max_tokens && (*r.max_tokens < 0 || *r.max_tokens > lim.max_tokens_limit)) __builtin_trap();
   if (r.chat && (r.messages.empty() || r.messages.size() > lim.max_messages)) __builtin_trap();
   if (!(r.temperature >= 0) || !(r.top_p >= 0 && r.top_p <= 1) || r.top_k < 0) __builtin_trap();
+  if (!r.chat && (r.prompts.empty() || r.prompts.size() > lim.max_prompts)) __builtin_trap();
+  for (const h2o::serve::PromptInput& p : r.prompts) {
+    if (p.is_tokens && p.tokens.empty()) __builtin_trap();
+    for (int32_t t : p.tokens) {
+      if (t < 0) __builtin_trap();
+    }
+  }
+  if (r.logprobs < -1 || r.logprobs > 20 || (r.echo && r.stream) || (r.echo && r.chat)) __builtin_trap();
+  if (r.prefill_chunk && *r.prefill_chunk < 1) __builtin_trap();
 }
 
 }  // namespace
