@@ -7,7 +7,8 @@ already has (no isolated build environment to download), so the install works of
     .venv/bin/pip install --no-index .
 
 The module is built in build/ (the same directory scripts/setup.sh uses, so the library
-is built once) with -DH2O_PYTHON=ON for the interpreter running this script.
+is built once) with -DH2O_PYTHON=ON for the interpreter running this script (its base
+interpreter in a virtual environment).
 """
 
 import glob
@@ -26,9 +27,12 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext):
         build_dir = os.environ.get("H2O_BUILD_DIR", os.path.join(ROOT, "build"))
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
+        # A virtual environment's base interpreter (same headers and ABI): build/ then never
+        # names a .venv that may be deleted later.
+        python = getattr(sys, "_base_executable", None) or sys.executable
         subprocess.run(
             ["cmake", "-S", ROOT, "-B", build_dir, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-             "-DH2O_PYTHON=ON", f"-DPYTHON_EXECUTABLE={sys.executable}"],
+             "-DH2O_PYTHON=ON", f"-DPYTHON_EXECUTABLE={python}"],
             check=True)
         subprocess.run(["cmake", "--build", build_dir, "--target", "h2o_python", "-j", jobs], check=True)
         built = glob.glob(os.path.join(build_dir, "python", "h2o", "_h2o*.so"))
