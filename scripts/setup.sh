@@ -10,6 +10,8 @@ PACKAGES=(
   libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libboost-dev libhwy-dev
   clang libclang-rt-14-dev gnuplot-nox jq
   libutf8proc-dev unicode-data
+  python3-dev pybind11-dev python3-numpy python3-pytest python3-setuptools python3-pip
+  python3-venv python3-matplotlib
 )
 
 missing=()

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: the Release build's tests, then the same tests built with
-# AddressSanitizer + UndefinedBehaviorSanitizer, then a bounded run of every fuzz target
-# (H2O_FUZZ_SECONDS each, default 25: about 3.5 minutes for the eight). Needs
-# scripts/setup.sh to have run once. Usage: scripts/test.sh
+# Runs the whole test suite: the Release build's tests and the Python module's
+# (tests/python, pytest), then the same C++ tests built with AddressSanitizer +
+# UndefinedBehaviorSanitizer, then a bounded run of every fuzz target (H2O_FUZZ_SECONDS
+# each, default 25: about 3.5 minutes for the eight). Needs scripts/setup.sh to have run
+# once. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# The Python module (docs/python.md) for Debian's python3 (PYTHON overrides), then its
+# tests against the module as built (build/python), without installing it.
+PYTHON="${PYTHON:-/usr/bin/python3}"
+cmake -S . -B build -DH2O_PYTHON=ON -DPYTHON_EXECUTABLE="$PYTHON" >/dev/null
+cmake --build build -j"$(nproc)" --target h2o_python
+PYTHONPATH="$PWD/build/python" "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
 
 # Sanitizers: an optimised debug build so the slow reference tests stay quick.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DH2O_SANITIZE=ON >/dev/null

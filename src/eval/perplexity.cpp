@@ -26,6 +26,12 @@ PerplexityResult perplexity(const std::shared_ptr<const Model>& model, std::span
          model_ctx);
   if (opts.segment < 0) fail("--segment: must be at least 1, got {}", opts.segment);
   if (text_tokens.empty()) fail("perplexity: the text has no tokens");
+  // The last token of a window is only a target, never fed (where the forward pass checks
+  // ids): check them all here.
+  for (const int32_t id : text_tokens) {
+    if (id < 0 || id >= model->config().vocab_size)
+      fail("perplexity: token id {} is outside the vocabulary of {}", id, model->config().vocab_size);
+  }
   const size_t per_window = static_cast<size_t>(ctx - 1);
   const size_t V = static_cast<size_t>(model->config().vocab_size);
   // Each window starts with one token that is not scored: BOS when the vocabulary adds one;
