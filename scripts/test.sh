@@ -2,7 +2,7 @@
 # Runs the whole test suite: the Release build's tests and the Python module's
 # (tests/python, pytest), then the same C++ tests built with AddressSanitizer +
 # UndefinedBehaviorSanitizer, then a bounded run of every fuzz target (H2O_FUZZ_SECONDS
-# each, default 25: about 3.5 minutes for the eight). Needs scripts/setup.sh to have run
+# each, default 15: about 3.5 minutes for the thirteen). Needs scripts/setup.sh to have run
 # once. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
