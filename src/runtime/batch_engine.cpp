@@ -49,7 +49,7 @@ int step_chunk(const SequenceRequest& req, const KvResolved& kv, int max_step_to
 }
 
 int expected_length(const ModelConfig& cfg, const SequenceRequest& req) {
-  const int64_t n = static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
+  const int64_t n = req.budget_base > 0 ? req.budget_base : static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
   return static_cast<int>(std::min<int64_t>(cfg.context_length, n));
 }
 
@@ -245,7 +245,11 @@ std::vector<SequenceEvent> BatchEngine::step() {
     const int32_t next = s.sampler.sample(last);
     if (!s.req.ignore_eos && tok.is_end_of_generation(next)) {
       s.done = true;
-      events.push_back(event(s, -1, true, "eos"));
+      SequenceEvent e = event(s, -1, true, "eos");
+      // The end token's logprob is reported too (scoring clients count on one entry per
+      // token sampled, the last included), though it adds no text.
+      if (s.req.logprobs >= 0) e.logprob = token_logprob(last, next, s.req.logprobs);
+      events.push_back(std::move(e));
       continue;
     }
     ++s.generated;

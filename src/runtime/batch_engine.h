@@ -40,6 +40,10 @@ struct SequenceRequest {
   // with logits for all its rows).
   int logprobs = -1;
   bool prompt_logprobs = false;
+  // The sequence length percentage budgets resolve against; 0: prompt + max_tokens. A
+  // scoring request (echo) sets its prompt's length: the share of what it scores, as
+  // `h2o eval` and `h2o perplexity` resolve it, whatever it generates after.
+  int budget_base = 0;
 };
 
 // What one step produced for one sequence.
@@ -55,7 +59,8 @@ struct SequenceEvent {
   // With SequenceRequest::prompt_logprobs, on the sequence's first event: one entry per
   // prompt token (the first unscored), from the same logits the prefill computed.
   std::vector<TokenLogprob> prompt_logprobs;
-  // With SequenceRequest::logprobs >= 0, for `token`: from the logits it was sampled from.
+  // With SequenceRequest::logprobs >= 0, for `token`: from the logits it was sampled from
+  // (on an "eos" event, for the end-of-generation token sampled, which has no `token`).
   std::optional<TokenLogprob> logprob;
 
   // An event that only ends a sequence (cancelled, an error).

@@ -77,6 +77,9 @@ std::shared_ptr<Completion> Completion::submit(ServerCore& core, std::string_vie
     sr.kv = merge_kv(opts.kv, cr);
     sr.logprobs = cr.logprobs;
     sr.prompt_logprobs = cr.echo && cr.logprobs >= 0;
+    // Echo scores the prompt: a percentage budget is a share of it (as in h2o eval), not of
+    // the tokens a scoring client asks for after it (lm-eval's local-completions asks one).
+    if (cr.echo) sr.budget_base = n_prompt;
     Choice choice(cr.stop);
     try {
       choice.kv = validate_request(*core.model, sr);
@@ -196,6 +199,9 @@ std::string Completion::poll() {
         prev = lp.token;
       }
     }
+    // The end-of-generation token: its logprob, no text (completions list it, as OpenAI's
+    // did, so "one entry per sampled token" holds; chat leaves it out).
+    if (e.token < 0 && e.logprob && !meta_.chat) c.lp.push_back(entry(c, c.prev, *e.logprob));
     if (e.token >= 0) {
       if (!got_token_) {
         got_token_ = true;
