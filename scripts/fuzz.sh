@@ -24,8 +24,10 @@ fi
 [[ -n "$cxx" ]] || { echo "fuzz.sh: clang++ not found (libFuzzer needs clang)" >&2; exit 1; }
 
 # Only the fuzz targets are built (the tests and the CLI need not build with clang).
+# -O1 (libFuzzer's usual level; H2O_FUZZ adds -g): about half the compile time of -O2 for a
+# bounded run that is not short of executions.
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DH2O_FUZZ=ON -DH2O_BUILD_TESTS=OFF >/dev/null
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -DNDEBUG" -DH2O_FUZZ=ON -DH2O_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" --target fuzz_targets -j "$(nproc)"
 
 targets=("$@")

@@ -20,7 +20,7 @@ PYTHONPATH="$PWD/build/python" "$PYTHON" -m pytest -q -p no:cacheprovider tests/
 
 # Sanitizers: an optimised debug build so the slow reference tests stay quick.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DH2O_SANITIZE=ON >/dev/null
-cmake --build build-asan -j"$(nproc)"
+cmake --build build-asan -j"$(nproc)" --target h2o_tests  # and the CLI it runs; no benchmarks
 # The Release run above holds every case of the KV policy grid to the naive reference;
 # under the sanitizers its chunk-7 third (every policy, budget, position mode and storage
 # type, prefill in chunks then decoding) runs the same code paths, and the per-line CLI
