@@ -153,7 +153,15 @@ TEST(HostileInputs, LargeMetadataArraysAreNotBlownUpInMemory) {
   EXPECT_EQ(r.killed, "") << "peak RSS " << r.peak_rss_kb << " KiB";
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("evil.array"), std::string::npos);
-  EXPECT_LT(r.peak_rss_kb, 200 * 1024);
+  // Under AddressSanitizer freed blocks stay resident in its quarantine (256 MiB by default)
+  // and shadow memory adds to that: a peak of 282 MiB was seen there, against under 200 in
+  // a plain build; the blow-up this guards against was 1.6 GB.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr long kMaxRssKb = 400 * 1024;
+#else
+  constexpr long kMaxRssKb = 200 * 1024;
+#endif
+  EXPECT_LT(r.peak_rss_kb, kMaxRssKb);
 }
 
 }  // namespace
