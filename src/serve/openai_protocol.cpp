@@ -126,22 +126,30 @@ std::optional<BudgetSpec> get_budget(const json& body, const char* key) {
   }
 }
 
+}  // namespace
+
+std::vector<int32_t> parse_token_ids(const json& array, const std::string& param) {
+  std::vector<int32_t> ids;
+  ids.reserve(array.size());
+  for (const json& t : array) {
+    if (!t.is_number_integer() && !t.is_number_unsigned())
+      throw bad(param, fmt::format("token ids must be integers, got {}", t.type_name()));
+    const int64_t v = t.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(t.get<uint64_t>(), INT64_MAX))
+                                             : t.get<int64_t>();
+    if (v < 0 || v > std::numeric_limits<int32_t>::max())
+      throw bad(param, fmt::format("token id {} is not a valid token id", v));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
+namespace {
+
 // A token-id prompt: a non-empty array of integers (range-checked against the vocabulary
 // when the request is submitted).
 std::vector<int32_t> token_prompt(const json& a, const std::string& where) {
   if (a.empty()) throw bad(where, "a token prompt must not be empty");
-  std::vector<int32_t> ids;
-  ids.reserve(a.size());
-  for (const json& t : a) {
-    if (!t.is_number_integer() && !t.is_number_unsigned())
-      throw bad(where, fmt::format("token ids must be integers, got {}", t.type_name()));
-    const int64_t v = t.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(t.get<uint64_t>(), INT64_MAX))
-                                             : t.get<int64_t>();
-    if (v < 0 || v > std::numeric_limits<int32_t>::max())
-      throw bad(where, fmt::format("token id {} is not a valid token id", v));
-    ids.push_back(static_cast<int32_t>(v));
-  }
-  return ids;
+  return parse_token_ids(a, where);
 }
 
 // prompt: "text" | ["text", ...] | [id, ...] | [[id, ...], ...].

@@ -109,6 +109,10 @@ int json_nesting_depth(std::string_view text);
 // ("invalid_json") naming the problem.
 nlohmann::json parse_json_object(std::string_view body, const ProtocolLimits& limits);
 
+// Token ids from a JSON array (a prompt, /detokenize's tokens): integers in [0, 2^31).
+// Throws ApiError 400 naming `param`; the vocabulary's range is checked by the caller.
+std::vector<int32_t> parse_token_ids(const nlohmann::json& array, const std::string& param);
+
 // Parses and checks a request body. Throws ApiError (400, or 404 for an unknown model).
 CompletionRequest parse_completion_request(std::string_view body, bool chat, const ProtocolLimits& limits);
 

@@ -34,16 +34,10 @@ std::string detokenize_response(const Tokenizer& tok, std::string_view body, con
   auto t = j.find("tokens");
   if (t == j.end() || t->is_null()) throw ApiError(400, "tokens: required", "tokens", "missing_field");
   if (!t->is_array()) throw bad("tokens", fmt::format("must be an array of token ids, got {}", t->type_name()));
-  std::vector<int32_t> ids;
-  ids.reserve(t->size());
-  for (const json& v : *t) {
-    if (!v.is_number_integer() && !v.is_number_unsigned())
-      throw bad("tokens", fmt::format("token ids must be integers, got {}", v.type_name()));
-    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(tok.vocab_size())
-                                                 : v.get<int64_t>() >= 0 && v.get<int64_t>() < tok.vocab_size();
-    if (!in_range)
-      throw bad("tokens", fmt::format("token id {} is outside the vocabulary (size {})", v.dump(), tok.vocab_size()));
-    ids.push_back(v.get<int32_t>());
+  const std::vector<int32_t> ids = parse_token_ids(*t, "tokens");
+  for (const int32_t id : ids) {
+    if (id >= tok.vocab_size())
+      throw bad("tokens", fmt::format("token id {} is outside the vocabulary (size {})", id, tok.vocab_size()));
   }
   return dump_json(json{{"prompt", tok.decode(ids)}});
 }
