@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/*_fuzz.cpp, linking the whole library built with
-# clang, coverage instrumentation, ASan and UBSan) in build-fuzz/ and runs each for a
+# clang, coverage instrumentation, ASan and UBSan: scripts/sanitized_build.sh) in
+# build-fuzz/ and runs each for a
 # bounded time on its committed seed corpus (fuzz/corpus/TARGET/).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 25 s, every target)
@@ -17,18 +18,8 @@ shift || true
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-fuzz"
 
-cxx="${CXX:-}"
-if [[ -z "$cxx" || "$cxx" != *clang* ]]; then
-  cxx="$(command -v clang++ || command -v clang++-14 || true)"
-fi
-[[ -n "$cxx" ]] || { echo "fuzz.sh: clang++ not found (libFuzzer needs clang)" >&2; exit 1; }
-
-# Only the fuzz targets are built (the tests and the CLI need not build with clang).
-# -O1 (libFuzzer's usual level; H2O_FUZZ adds -g): about half the compile time of -O2 for a
-# bounded run that is not short of executions.
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -DNDEBUG" -DH2O_FUZZ=ON -DH2O_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" --target fuzz_targets -j "$(nproc)"
+# The instrumented build that the sanitizer tests share (scripts/sanitized_build.sh).
+"$root/scripts/sanitized_build.sh" fuzz_targets
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then

@@ -169,7 +169,7 @@ TEST(BenchCli, ThroughputComparesFullAndH2oWithinTheKvCap) {
     EXPECT_LE(x["kv_bytes_planned"].get<uint64_t>(), 4u << 20);
     EXPECT_EQ(x["generated_tokens"].get<uint64_t>(), x["batch"].get<uint64_t>() * 60);
     EXPECT_GT(x["tokens_per_s"].get<double>(), 0.0);
-#if !defined(__SANITIZE_ADDRESS__)
+#if !H2O_UNDER_ASAN
     // Peak RSS within the cap + the weights + the documented overhead (docs/benchmarks.md:
     // the process itself, activations and logits scratch): 64 MiB is far more than it is.
     EXPECT_LE(x["peak_rss_bytes"].get<uint64_t>(), (4u << 20) + x["weight_bytes"].get<uint64_t>() + (64u << 20));

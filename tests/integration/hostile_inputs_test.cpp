@@ -156,7 +156,7 @@ TEST(HostileInputs, LargeMetadataArraysAreNotBlownUpInMemory) {
   // Under AddressSanitizer freed blocks stay resident in its quarantine (256 MiB by default)
   // and shadow memory adds to that: a peak of 282 MiB was seen there, against under 200 in
   // a plain build; the blow-up this guards against was 1.6 GB.
-#if defined(__SANITIZE_ADDRESS__)
+#if H2O_UNDER_ASAN
   constexpr long kMaxRssKb = 400 * 1024;
 #else
   constexpr long kMaxRssKb = 200 * 1024;

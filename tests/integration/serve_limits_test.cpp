@@ -104,7 +104,7 @@ TEST(ServeLimits, HeaderFloodsGet431AndLeaveNoMemoryBehind) {
     EXPECT_EQ(raw_status(conn.read_until_close(seconds(10))), 200);
   }
   const long rss_after = s.rss_kb();
-#if !defined(__SANITIZE_ADDRESS__)
+#if !H2O_UNDER_ASAN
   EXPECT_LT(rss_after - rss_before, 8 * 1024) << "RSS " << rss_before << " -> " << rss_after << " KiB";
 #endif
   EXPECT_EQ(s.metric(R"(h2o_requests_total{endpoint="/health",code="431"})"), 2);

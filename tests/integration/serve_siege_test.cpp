@@ -187,7 +187,7 @@ TEST(ServeSiege, SlowAndFloodingClientsDoNotStopStreamingOrHealth) {
   EXPECT_GE(r.slow_dropped, kTricklers) << "slow clients must be dropped at their deadline";
   EXPECT_LE(open_after, 1);  // the /metrics request itself
   EXPECT_EQ(threads_after, threads_before);
-#if !defined(__SANITIZE_ADDRESS__)
+#if !H2O_UNDER_ASAN
   EXPECT_LT(rss_after - rss_before, 4 * 1024) << "RSS " << rss_before << " -> " << rss_after << " KiB";
 #endif
 

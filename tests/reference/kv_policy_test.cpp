@@ -344,7 +344,9 @@ std::vector<GridCase> grid() {
   // Every other (positions, storage type): each policy at B = 32 and window/h2o at 100.
   const std::vector<std::pair<std::string, std::string>> modes{
       {"absolute", "f16"}, {"absolute", "q8"}, {"cache", "f32"}, {"cache", "f16"}, {"cache", "q8"}};
-  for (const auto& [positions, type] : modes) {
+  for (const auto& mode : modes) {
+    const std::string& positions = mode.first;  // not a structured binding: clang 14's lambdas
+    const std::string& type = mode.second;      // cannot capture one (the sanitizer build)
     for (int chunk : {1, 7, 0}) {
       const auto add = [&](GridCase c) {
         c.chunk = chunk;
