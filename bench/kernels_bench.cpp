@@ -3,12 +3,18 @@
 //   matvec/<type>/<rows>x<cols>/<target>   one token (kMatvecShapes), every registered type
 //   gemm64/<type>/2048x2048/<target>       64 tokens (prefill)
 //   attn_dot/<head_dim>x<slots>/<target>   q.k over 1024 slots, then the value accumulation
+//   kv_scores/<kv type>/<positions>/<visit order>/64x<slots>/<target>
+//                                          q.k over the kept slots of one KV head as the
+//                                          attention reads them (dot_keys in attention.cpp):
+//                                          `absolute` keys as stored, `cache` keys rotated by
+//                                          their rank in the kept set (--kv-positions cache)
 // One thread. items/s counts multiply-adds; bytes/s counts weight bytes read.
 //
 //   build/h2o_kernels_bench --benchmark_filter='matvec/Q8_0'
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -17,11 +23,14 @@
 
 #include "common/aligned_buffer.h"
 #include "common/thread_pool.h"
+#include "format/matrix.h"
 #include "format/packed_quant.h"
 #include "format/tensor_type.h"
 #include "kernels/dispatch.h"
+#include "kernels/kv_kernels.h"
+#include "kernels/kv_reference.h"
 #include "kernels/matmul.h"
-#include "format/matrix.h"
+#include "kernels/rope.h"
 
 namespace h2o {
 namespace {
@@ -39,14 +48,19 @@ struct OwnedMatrix {
 // Where a block keeps its fp16 super-scale(s).
 std::pair<size_t, size_t> scale_fields(TensorType t) {
   switch (t) {
-    case TensorType::Q2_K: return {80, 82};
-    case TensorType::Q3_K: return {108, 108};
-    case TensorType::Q6_K: return {208, 208};
+    case TensorType::Q2_K:
+      return {80, 82};
+    case TensorType::Q3_K:
+      return {108, 108};
+    case TensorType::Q6_K:
+      return {208, 208};
     case TensorType::Q4_1:
     case TensorType::Q5_1:
     case TensorType::Q4_K:
-    case TensorType::Q5_K: return {0, 2};
-    default: return {0, 0};
+    case TensorType::Q5_K:
+      return {0, 2};
+    default:
+      return {0, 0};
   }
 }
 
@@ -126,6 +140,87 @@ void bench_attention(benchmark::State& state, const KernelTable* k, int head_dim
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * head_dim * slots);
 }
 
+// Scores of one query against `slots` kept keys of one KV head (head_dim 64), the keys
+// stored as `kv_type` (0 f32, 1 f16, 2 q8) in a 2x larger cache, half its slots visited:
+// in storage order, or `scattered` (a permutation, as the rank order visits slots after
+// evictions); with `rank_rope`, each rotated by its rank (LLaMA-style pairs, base 10000),
+// as `--kv-positions cache` reads them. Each iteration takes the next of kHeads heads, so
+// the keys come from memory, as decoding reads them (a step reads every head once).
+constexpr size_t kHeads = 512;
+void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKernelTable* kv, int kv_type,
+                     bool rank_rope, int slots, bool scattered) {
+  constexpr size_t hd = 64;
+  const auto m = static_cast<size_t>(slots), capacity = 2 * m;
+  const auto keys = random_floats(hd * capacity * kHeads, 6);
+  const auto q = random_floats(hd, 7);
+  std::vector<uint16_t> keys_f16(keys.size()), scale(capacity * kHeads);
+  std::vector<int8_t> keys_q8(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys_f16[i] = fp32_to_fp16(keys[i]);
+  for (size_t r = 0; r < capacity * kHeads; ++r) {
+    scale[r] = fp32_to_fp16(4.0f / 127.0f);
+    for (size_t i = 0; i < hd; ++i) {
+      keys_q8[r * hd + i] = static_cast<int8_t>(std::clamp(keys[r * hd + i] * 127.0f / 4.0f, -127.0f, 127.0f));
+    }
+  }
+  std::vector<uint32_t> visible(m);
+  std::mt19937 rng(8);
+  std::vector<uint32_t> all(capacity);
+  for (uint32_t i = 0; i < capacity; ++i) all[i] = i;
+  std::shuffle(all.begin(), all.end(), rng);
+  std::copy_n(all.begin(), m, visible.begin());
+  if (!scattered) std::sort(visible.begin(), visible.end());
+  const RopeTable rope(RopeStyle::Normal, static_cast<int>(hd), static_cast<int>(hd), 10000.0f);
+  std::vector<float> cs(m * 2 * hd), angles(hd);
+  for (size_t r = 0; r < m; ++r) {
+    rope.angles(static_cast<int>(r), angles.data());
+    kv_rope_row(angles.data(), hd, false, cs.data() + r * 2 * hd);
+  }
+  const KvRopeRows rows{cs.data(), hd, false};
+  // Each visited slot's rank: by its slot index (the kept set's order by position), so the
+  // `in_order` visit is the attention's storage-order visit and `scattered` the rank-order
+  // one it replaced.
+  std::vector<uint32_t> rank(m);
+  {
+    std::vector<uint32_t> by_slot(visible);
+    std::sort(by_slot.begin(), by_slot.end());
+    std::vector<uint32_t> rank_of(capacity);
+    for (size_t r = 0; r < m; ++r) rank_of[by_slot[r]] = static_cast<uint32_t>(r);
+    for (size_t j = 0; j < m; ++j) rank[j] = rank_of[visible[j]];
+  }
+  std::vector<float> scratch(2 * hd), out(m);
+  size_t head = 0;
+  for (auto _ : state) {
+    head = (head + 1) % kHeads;
+    const size_t base = head * capacity;
+    const float* keys_h = keys.data() + base * hd;
+    const uint16_t* keys_f16_h = keys_f16.data() + base * hd;
+    const int8_t* keys_q8_h = keys_q8.data() + base * hd;
+    const uint16_t* scale_h = scale.data() + base;
+    if (kv_type == 0) {
+      if (rank_rope) {
+        kv->dot_rows_rope_f32(q.data(), keys_h, visible.data(), rank.data(), m, hd, rows, scratch.data(), out.data());
+      } else {
+        for (size_t j = 0; j < m; ++j) out[j] = k->dot_f32(q.data(), keys_h + visible[j] * hd, static_cast<int>(hd));
+      }
+    } else if (kv_type == 1) {
+      if (rank_rope) {
+        kv->dot_rows_rope_f16(q.data(), keys_f16_h, visible.data(), rank.data(), m, hd, rows, scratch.data(),
+                              out.data());
+      } else {
+        kv->dot_rows_f16(q.data(), keys_f16_h, visible.data(), m, hd, out.data());
+      }
+    } else if (rank_rope) {
+      kv->dot_rows_rope_q8(q.data(), keys_q8_h, scale_h, visible.data(), rank.data(), m, hd, rows, scratch.data(),
+                           out.data());
+    } else {
+      kv->dot_rows_q8(q.data(), keys_q8_h, scale_h, visible.data(), m, hd, out.data());
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(hd * m));
+}
+
 // rows x cols: TinyLlama's wq/wo, w_gate/w_up and output (larger than the L3 cache: read
 // from memory, as decode reads every matrix), then two small ones (cache-resident).
 constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}, {768, 256}, {256, 768}};
@@ -149,6 +244,21 @@ void register_all() {
     }
     benchmark::RegisterBenchmark(("attn_dot/64x1024/" + target).c_str(), bench_attention, k, 64, 1024)
         ->Unit(benchmark::kMicrosecond);
+    const KvKernelTable* kv = &kv_kernels_for(t);
+    for (const int kv_type : {0, 1, 2}) {
+      for (const bool rank_rope : {false, true}) {
+        for (const bool scattered : {false, true}) {
+          const std::string name = std::string("kv_scores/") +
+                                   (kv_type == 0   ? "f32"
+                                    : kv_type == 1 ? "f16"
+                                                   : "q8") +
+                                   (rank_rope ? "/cache" : "/absolute") + (scattered ? "/scattered" : "/in_order") +
+                                   "/64x410/" + target;
+          benchmark::RegisterBenchmark(name.c_str(), bench_kv_scores, k, kv, kv_type, rank_rope, 410, scattered)
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
   }
 }
 

@@ -11,16 +11,20 @@
 namespace h2o {
 namespace {
 
-// Per-thread scratch for one KV head's rows: probabilities, visible slot indices, and the
-// two rows a rotated key passes through.
+// Per-thread scratch for one KV head's rows: probabilities, visible slot indices (and,
+// under `cache` positions, each slot's rank and each visible slot's rank), and the two rows
+// a rotated key passes through.
 struct HeadScratch {
   std::vector<float> p;
   std::vector<uint32_t> visible;
+  std::vector<uint32_t> slot_rank, visible_rank;
   std::vector<int32_t> visible_pos;
   std::vector<float> rope_rows;
-  void reserve(size_t n, size_t head_dim, bool observed) {
+  void reserve(size_t n, size_t head_dim, bool observed, bool ranked) {
     if (p.size() < n) p.resize(n);
     if (visible.size() < n) visible.resize(n);
+    if (ranked && slot_rank.size() < n) slot_rank.resize(n);
+    if (ranked && visible_rank.size() < n) visible_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
     if (rope_rows.size() < 2 * head_dim) rope_rows.resize(2 * head_dim);
   }
@@ -35,15 +39,15 @@ struct HeadRows {
   const uint16_t* value_scale = nullptr;
 };
 
-// out[j] = q . key of slot visible[j] (rotated by rank j under `cache` positions).
-void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const uint32_t* visible, size_t m, size_t hd,
-              float* scratch, float* out) {
+// out[j] = q . key of slot visible[j] (rotated by rank[j] under `cache` positions).
+void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const uint32_t* visible, const uint32_t* rank,
+              size_t m, size_t hd, float* scratch, float* out) {
   const KvKernelTable* kv = r.type == KvType::F32 && rope == nullptr ? nullptr : &active_kv_kernels();
   switch (r.type) {
     case KvType::F32: {
       const float* keys = reinterpret_cast<const float*>(r.keys);
       if (rope) {
-        kv->dot_rows_rope_f32(q, keys, visible, m, hd, *rope, scratch, out);
+        kv->dot_rows_rope_f32(q, keys, visible, rank, m, hd, *rope, scratch, out);
       } else {
         dot_f32_rows(q, keys, visible, m, static_cast<int>(hd), out);
       }
@@ -52,7 +56,7 @@ void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const u
     case KvType::F16: {
       const uint16_t* keys = reinterpret_cast<const uint16_t*>(r.keys);
       if (rope) {
-        kv->dot_rows_rope_f16(q, keys, visible, m, hd, *rope, scratch, out);
+        kv->dot_rows_rope_f16(q, keys, visible, rank, m, hd, *rope, scratch, out);
       } else {
         kv->dot_rows_f16(q, keys, visible, m, hd, out);
       }
@@ -61,7 +65,7 @@ void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const u
     case KvType::Q8: {
       const int8_t* keys = reinterpret_cast<const int8_t*>(r.keys);
       if (rope) {
-        kv->dot_rows_rope_q8(q, keys, r.key_scale, visible, m, hd, *rope, scratch, out);
+        kv->dot_rows_rope_q8(q, keys, r.key_scale, visible, rank, m, hd, *rope, scratch, out);
       } else {
         kv->dot_rows_q8(q, keys, r.key_scale, visible, m, hd, out);
       }
@@ -95,16 +99,23 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const float scale_div = sqrtf(static_cast<float>(cfg.head_dim));
   const KvLayerView& kv = job.kv;
   const size_t n = static_cast<size_t>(kv.n);
-  s.reserve(n, hd, observer != nullptr);
+  s.reserve(n, hd, observer != nullptr, kv.order != nullptr);
   float* p = s.p.data();
   const HeadRows rows{kv.type, kv.keys + h * kv.cap * kv.row_bytes, kv.values + h * kv.cap * kv.row_bytes,
                       kv.key_scale ? kv.key_scale + h * kv.cap : nullptr,
                       kv.value_scale ? kv.value_scale + h * kv.cap : nullptr};
   const int32_t* pos = kv.pos + h * kv.cap;
-  // `cache` positions: the slots by rank; row r sees a prefix of them, and the j-th slot
-  // of that prefix has rank j.
+  // `cache` positions: the slots by rank (order[r] is the slot of rank r); a query row sees
+  // a prefix of them, in which a slot keeps its rank. The slots are still visited in
+  // storage order, as under absolute positions, with each one's rank beside it: visiting
+  // them in rank order would gather rows all over the head's storage, which the hardware
+  // prefetcher cannot follow (2-3x slower per key once the cache is larger than the CPU's
+  // caches: kv_scores/*/scattered in bench/kernels_bench.cpp).
   const uint32_t* order = kv.order ? kv.order + h * kv.cap : nullptr;
   const KvRopeRows* rope = order ? &job.key_rope : nullptr;
+  if (order) {
+    for (size_t r = 0; r < n; ++r) s.slot_rank[order[r]] = static_cast<uint32_t>(r);
+  }
   float* mass = kv.mass ? kv.mass + h * kv.cap : nullptr;
   float* last = kv.last_row_mass ? kv.last_row_mass + h * kv.cap : nullptr;
   for (int g = 0; g < group; ++g) {
@@ -115,16 +126,13 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
       // Visible slots: the causal mask by absolute position.
       size_t m = 0;
       const uint32_t* visible = s.visible.data();
-      if (order) {
-        m = n;
-        while (m > 0 && pos[order[m - 1]] > job.q_pos[r]) --m;
-        visible = order;
-      } else {
-        for (size_t j = 0; j < n; ++j) {
-          if (pos[j] <= job.q_pos[r]) s.visible[m++] = static_cast<uint32_t>(j);
-        }
+      for (size_t j = 0; j < n; ++j) {
+        if (pos[j] <= job.q_pos[r]) s.visible[m++] = static_cast<uint32_t>(j);
       }
-      dot_keys(rows, rope, qv, visible, m, hd, s.rope_rows.data(), p);
+      if (order) {
+        for (size_t j = 0; j < m; ++j) s.visible_rank[j] = s.slot_rank[visible[j]];
+      }
+      dot_keys(rows, rope, qv, visible, order ? s.visible_rank.data() : nullptr, m, hd, s.rope_rows.data(), p);
       for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
       softmax(p, static_cast<int>(m));
       if (observer) {

@@ -32,12 +32,13 @@ void dot_rows_q8_reference(const float* q, const int8_t* rows, const uint16_t* s
 void axpy_rows_f16_reference(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y);
 void axpy_rows_q8_reference(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m,
                             size_t n, float* y);
-void dot_rows_rope_f32_reference(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n,
-                                 const KvRopeRows& rope, float* scratch, float* out);
-void dot_rows_rope_f16_reference(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
-                                 const KvRopeRows& rope, float* scratch, float* out);
+void dot_rows_rope_f32_reference(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m,
+                                 size_t n, const KvRopeRows& rope, float* scratch, float* out);
+void dot_rows_rope_f16_reference(const float* q, const uint16_t* rows, const uint32_t* idx, const uint32_t* rank,
+                                 size_t m, size_t n, const KvRopeRows& rope, float* scratch, float* out);
 void dot_rows_rope_q8_reference(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx,
-                                size_t m, size_t n, const KvRopeRows& rope, float* scratch, float* out);
+                                const uint32_t* rank, size_t m, size_t n, const KvRopeRows& rope, float* scratch,
+                                float* out);
 
 // The table of these references (the `scalar` target).
 KvKernelTable kv_reference_kernels();

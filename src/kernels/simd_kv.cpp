@@ -198,7 +198,7 @@ HWY_INLINE void RotateRow(const float* k, const float* cs, size_t n, size_t n_ro
   if (n > n_rot) std::memcpy(out + n_rot, k + n_rot, (n - n_rot) * sizeof(float));
 }
 
-// Row j (rank j) widened, rotated by its rank in registers and dotted with q, four rows
+// Row j (rank rank[j]) widened, rotated by its rank in registers and dotted with q, four rows
 // at a time. Taken where no vector straddles a rotated/unrotated or NEOX half boundary
 // (n, n_rot and, for NEOX, n_rot / 2 multiples of 8: every head_dim / rotary width in
 // use); per value it computes rotate_kv_row()'s k * C + partner * S, so the same bits.
@@ -224,24 +224,24 @@ HWY_INLINE void RopeDotRowsR(const float* q, const Row* rows, const float* const
   DotRowsR<R>(q, rows, n, rotate, out);
 }
 
-// Row j (rank j): widened (unless already f32), rotated, dotted with q; through the two
+// Row j (rank rank[j]): widened (unless already f32), rotated, dotted with q; through the two
 // row-sized scratch rows where the fused form does not apply.
 template <class MakeRow>
-HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n,
-                            const KvRopeRows& rope, float* scratch, float* out) {
+HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint32_t* idx, const uint32_t* rank,
+                            size_t m, size_t n, const KvRopeRows& rope, float* scratch, float* out) {
   using Row = decltype(make_row(uint32_t{0}));
   const size_t n_rot = rope.n_rot, stride = 2 * n_rot;
   if (n % 8 == 0 && n_rot % 8 == 0 && (!rope.neox || n_rot % 16 == 0)) {
     size_t j = 0;
     for (; j + 4 <= m; j += 4) {
       const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
-      const float* cs[4] = {rope.cs + j * stride, rope.cs + (j + 1) * stride, rope.cs + (j + 2) * stride,
-                            rope.cs + (j + 3) * stride};
+      const float* cs[4] = {rope.cs + rank[j] * stride, rope.cs + rank[j + 1] * stride, rope.cs + rank[j + 2] * stride,
+                            rope.cs + rank[j + 3] * stride};
       RopeDotRowsR<4>(q, rows, cs, n, n_rot, rope.neox, out + j);
     }
     for (; j < m; ++j) {
       const Row row = make_row(idx[j]);
-      const float* cs = rope.cs + j * stride;
+      const float* cs = rope.cs + rank[j] * stride;
       RopeDotRowsR<1>(q, &row, &cs, n, n_rot, rope.neox, out + j);
     }
     return;
@@ -254,7 +254,7 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
     } else {
       DecodeRow(row, n, scratch);
     }
-    RotateRow(k, rope.cs + j * stride, n, n_rot, rope.neox, scratch + n);
+    RotateRow(k, rope.cs + rank[j] * stride, n, n_rot, rope.neox, scratch + n);
     out[j] = DotRow(q, F32Row{scratch + n}, n);
   }
 }
@@ -289,26 +289,26 @@ void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const
       m, n, y);
 }
 
-void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n, const KvRopeRows& rope,
-                    float* scratch, float* out) {
-  DotRowsRope(
-      q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
-}
-
-void DotRowsRopeF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
+void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m, size_t n,
                     const KvRopeRows& rope, float* scratch, float* out) {
   DotRowsRope(
-      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, rope, scratch, out);
+      q, [&](uint32_t i) { return F32Row{rows + i * n}; }, idx, rank, m, n, rope, scratch, out);
 }
 
-void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m, size_t n,
-                   const KvRopeRows& rope, float* scratch, float* out) {
+void DotRowsRopeF16(const float* q, const uint16_t* rows, const uint32_t* idx, const uint32_t* rank, size_t m, size_t n,
+                    const KvRopeRows& rope, float* scratch, float* out) {
+  DotRowsRope(
+      q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, rank, m, n, rope, scratch, out);
+}
+
+void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, const uint32_t* rank,
+                   size_t m, size_t n, const KvRopeRows& rope, float* scratch, float* out) {
   DotRowsRope(
       q,
       [&](uint32_t i) {
         return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
       },
-      idx, m, n, rope, scratch, out);
+      idx, rank, m, n, rope, scratch, out);
 }
 
 }  // namespace

@@ -120,6 +120,10 @@ std::vector<float> rope_rows(const RopeTable& rope, int ranks) {
 TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
   const std::vector<uint32_t> idx = {3, 0, 39, 7, 7, 12, 25, 1, 38, 2, 19, 20, 5, 30, 31, 8, 9};
   const size_t m = idx.size();
+  // Each gathered row's rank: a permutation of 0..m-1 (the attention passes rows in storage
+  // order, whose ranks are in no particular order).
+  std::vector<uint32_t> rank(m);
+  for (size_t j = 0; j < m; ++j) rank[j] = static_cast<uint32_t>((j * 5 + 3) % m);
   for (size_t n : {1, 2, 7, 8, 16, 30, 32, 63, 64, 65, 96, 128}) {
     const StoredRows rows = stored_rows(40, n, static_cast<uint32_t>(n));
     const auto q = random_floats(n, 100 + static_cast<uint32_t>(n)), p = random_floats(m, 200);
@@ -155,14 +159,16 @@ TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
         const auto table = rope_rows(rope, static_cast<int>(m));
         const KvRopeRows rr{table.data(), static_cast<size_t>(rope.n_rot()), rope.style() == RopeStyle::Neox};
         std::vector<float> sa(2 * n), sb(2 * n);
-        k.dot_rows_rope_f32(q.data(), rows.f32.data(), idx.data(), m, n, rr, sa.data(), a.data());
-        ref.dot_rows_rope_f32(q.data(), rows.f32.data(), idx.data(), m, n, rr, sb.data(), b.data());
+        k.dot_rows_rope_f32(q.data(), rows.f32.data(), idx.data(), rank.data(), m, n, rr, sa.data(), a.data());
+        ref.dot_rows_rope_f32(q.data(), rows.f32.data(), idx.data(), rank.data(), m, n, rr, sb.data(), b.data());
         same(a, b, "rope f32");
-        k.dot_rows_rope_f16(q.data(), rows.f16.data(), idx.data(), m, n, rr, sa.data(), a.data());
-        ref.dot_rows_rope_f16(q.data(), rows.f16.data(), idx.data(), m, n, rr, sb.data(), b.data());
+        k.dot_rows_rope_f16(q.data(), rows.f16.data(), idx.data(), rank.data(), m, n, rr, sa.data(), a.data());
+        ref.dot_rows_rope_f16(q.data(), rows.f16.data(), idx.data(), rank.data(), m, n, rr, sb.data(), b.data());
         same(a, b, "rope f16");
-        k.dot_rows_rope_q8(q.data(), rows.q8.data(), rows.scale.data(), idx.data(), m, n, rr, sa.data(), a.data());
-        ref.dot_rows_rope_q8(q.data(), rows.q8.data(), rows.scale.data(), idx.data(), m, n, rr, sb.data(), b.data());
+        k.dot_rows_rope_q8(q.data(), rows.q8.data(), rows.scale.data(), idx.data(), rank.data(), m, n, rr, sa.data(),
+                           a.data());
+        ref.dot_rows_rope_q8(q.data(), rows.q8.data(), rows.scale.data(), idx.data(), rank.data(), m, n, rr, sb.data(),
+                             b.data());
         same(a, b, "rope q8");
       }
     }
@@ -217,7 +223,7 @@ TEST(KvKernels, RankRotationIsRopeTableRotateBitForBit) {
       const KvRopeRows rr{table.data(), static_cast<size_t>(n_rot), style == RopeStyle::Neox};
       for (const auto& t : available_simd_targets()) {
         std::vector<float> got(ranks), scratch(2 * n);
-        kv_kernels_for(t).dot_rows_rope_f32(q.data(), keys.data(), idx.data(), ranks, n, rr, scratch.data(),
+        kv_kernels_for(t).dot_rows_rope_f32(q.data(), keys.data(), idx.data(), idx.data(), ranks, n, rr, scratch.data(),
                                             got.data());
         for (size_t r = 0; r < ranks; ++r) {
           std::vector<float> k(keys.begin() + static_cast<std::ptrdiff_t>(r * n),
