@@ -34,35 +34,50 @@ KvCache::KvCache(const AttentionShape& cfg, const KvResolved& kv, int max_step)
 
 KvCache::~KvCache() = default;
 
+namespace {
+
+// Re-lays out `a` from [heads][old_cap][per_slot] to [heads][new_cap][per_slot] in place,
+// keeping each head's first `live` slots (the rest of the new layout is unspecified: a slot
+// is written when it is appended). Growing resizes the vector, which reallocates only when
+// its capacity is exceeded, geometrically (libstdc++ doubles), then moves the heads from
+// the last down; so a `full` cache growing page by page copies O(n) bytes in all instead
+// of O(n^2), and does not fault in a fresh allocation per page (the page-by-page
+// reallocation of every layer took most of a 2,048-token `full` run). The spare capacity
+// is never written, so it is not resident. Shrinking moves the heads from the first up,
+// then returns the memory.
+template <class T>
+void relayout_heads(std::vector<T>& a, size_t heads, size_t old_cap, size_t new_cap, size_t per_slot, size_t live) {
+  const size_t row = per_slot * sizeof(T);
+  if (new_cap >= old_cap) {
+    a.resize(heads * new_cap * per_slot);
+    for (size_t h = heads; h-- > 1 && live > 0;) {
+      std::memmove(a.data() + h * new_cap * per_slot, a.data() + h * old_cap * per_slot, live * row);
+    }
+  } else {
+    for (size_t h = 1; h < heads && live > 0; ++h) {
+      std::memmove(a.data() + h * new_cap * per_slot, a.data() + h * old_cap * per_slot, live * row);
+    }
+    a.resize(heads * new_cap * per_slot);
+    a.shrink_to_fit();
+  }
+}
+
+}  // namespace
+
 void KvCache::reallocate(int new_cap) {
   const size_t rb = row_bytes_, nkv = static_cast<size_t>(cfg_.n_kv_heads);
   const size_t nc = static_cast<size_t>(new_cap), oc = static_cast<size_t>(cap_);
   const bool q8 = kv_.type == KvType::Q8, ranked = kv_.positions == KvPositions::Cache;
   for (Layer& L : layers_) {
-    std::vector<uint8_t> k(nkv * nc * rb), v(nkv * nc * rb);
-    std::vector<uint16_t> ks(q8 ? nkv * nc : 0), vs(q8 ? nkv * nc : 0);
-    std::vector<float> s(nkv * nc);
-    std::vector<int32_t> p(nkv * nc);
-    std::vector<uint32_t> o(ranked ? nkv * nc : 0);
     const size_t live = static_cast<size_t>(L.n);
-    for (size_t h = 0; h < nkv && live > 0; ++h) {
-      std::memcpy(&k[h * nc * rb], &L.keys[h * oc * rb], live * rb);
-      std::memcpy(&v[h * nc * rb], &L.values[h * oc * rb], live * rb);
-      if (q8) {
-        std::memcpy(&ks[h * nc], &L.key_scale[h * oc], live * sizeof(uint16_t));
-        std::memcpy(&vs[h * nc], &L.value_scale[h * oc], live * sizeof(uint16_t));
-      }
-      std::memcpy(&s[h * nc], &L.score[h * oc], live * sizeof(float));
-      std::memcpy(&p[h * nc], &L.pos[h * oc], live * sizeof(int32_t));
-      if (ranked) std::memcpy(&o[h * nc], &L.order[h * oc], live * sizeof(uint32_t));
-    }
-    L.keys = std::move(k);
-    L.values = std::move(v);
-    L.key_scale = std::move(ks);
-    L.value_scale = std::move(vs);
-    L.score = std::move(s);
-    L.pos = std::move(p);
-    L.order = std::move(o);
+    if (live > nc) fail("internal: KV reallocation below the live slots");
+    relayout_heads(L.keys, nkv, oc, nc, rb, live);
+    relayout_heads(L.values, nkv, oc, nc, rb, live);
+    relayout_heads(L.key_scale, q8 ? nkv : 0, oc, nc, 1, live);
+    relayout_heads(L.value_scale, q8 ? nkv : 0, oc, nc, 1, live);
+    relayout_heads(L.score, nkv, oc, nc, 1, live);
+    relayout_heads(L.pos, nkv, oc, nc, 1, live);
+    relayout_heads(L.order, ranked ? nkv : 0, oc, nc, 1, live);
   }
   cap_ = new_cap;
   const ScoreNeed need = policy_->score_need();

@@ -14,7 +14,8 @@
 // Slots 0..n_slots(layer)-1 are live; their order is arbitrary (not by position).
 //
 // A bounded policy allocates budget + largest step slots once, at the first step (a
-// sequence waiting in a batch holds no memory); `full` grows in pages of kPageSlots. Evicted slots are refilled in
+// sequence waiting in a batch holds no memory); `full` grows in pages of kPageSlots (its bytes are the pages; each
+// layer's arrays are re-laid out in place, their allocation growing geometrically). Evicted slots are refilled in
 // place by moving the last live slot into the hole: no per-step allocation, no compaction of the whole cache.
 //
 // Step protocol for every layer: begin_step() once, then per layer append() the step's
@@ -28,8 +29,8 @@
 #include <vector>
 
 #include "kv/kv_config.h"
-#include "kv/policy.h"
 #include "kv/kv_shape.h"
+#include "kv/policy.h"
 
 namespace h2o {
 
