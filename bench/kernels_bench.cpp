@@ -176,16 +176,14 @@ void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKern
     kv_rope_row(angles.data(), hd, false, cs.data() + r * 2 * hd);
   }
   const KvRopeRows rows{cs.data(), hd, false};
-  // Each visited slot's rank: by its slot index (the kept set's order by position), so the
-  // `in_order` visit is the attention's storage-order visit and `scattered` the rank-order
-  // one it replaced.
-  std::vector<uint32_t> rank(m);
+  // Each slot's rank (indexed by slot): its place in the visited slots by slot index (the
+  // kept set's order by position), so the `in_order` visit is the attention's storage-order
+  // visit and `scattered` the rank-order one it replaced.
+  std::vector<uint32_t> rank(capacity);
   {
     std::vector<uint32_t> by_slot(visible);
     std::sort(by_slot.begin(), by_slot.end());
-    std::vector<uint32_t> rank_of(capacity);
-    for (size_t r = 0; r < m; ++r) rank_of[by_slot[r]] = static_cast<uint32_t>(r);
-    for (size_t j = 0; j < m; ++j) rank[j] = rank_of[visible[j]];
+    for (size_t r = 0; r < m; ++r) rank[by_slot[r]] = static_cast<uint32_t>(r);
   }
   std::vector<float> scratch(2 * hd), out(m);
   size_t head = 0;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/*_fuzz.cpp, linking the whole library built with
 # clang, coverage instrumentation, ASan and UBSan: scripts/sanitized_build.sh) in
-# build-fuzz/ and runs each for a
-# bounded time on its committed seed corpus (fuzz/corpus/TARGET/).
+# build-fuzz/ and runs each for a bounded time on its committed seed corpus
+# (fuzz/corpus/TARGET/).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 25 s, every target)
 #

@@ -12,19 +12,17 @@ namespace h2o {
 namespace {
 
 // Per-thread scratch for one KV head's rows: probabilities, visible slot indices (and,
-// under `cache` positions, each slot's rank and each visible slot's rank), and the two rows
-// a rotated key passes through.
+// under `cache` positions, each slot's rank), and the two rows a rotated key passes through.
 struct HeadScratch {
   std::vector<float> p;
   std::vector<uint32_t> visible;
-  std::vector<uint32_t> slot_rank, visible_rank;
+  std::vector<uint32_t> slot_rank;
   std::vector<int32_t> visible_pos;
   std::vector<float> rope_rows;
   void reserve(size_t n, size_t head_dim, bool observed, bool ranked) {
     if (p.size() < n) p.resize(n);
     if (visible.size() < n) visible.resize(n);
     if (ranked && slot_rank.size() < n) slot_rank.resize(n);
-    if (ranked && visible_rank.size() < n) visible_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
     if (rope_rows.size() < 2 * head_dim) rope_rows.resize(2 * head_dim);
   }
@@ -39,7 +37,7 @@ struct HeadRows {
   const uint16_t* value_scale = nullptr;
 };
 
-// out[j] = q . key of slot visible[j] (rotated by rank[j] under `cache` positions).
+// out[j] = q . key of slot visible[j] (rotated by rank[visible[j]] under `cache` positions).
 void dot_keys(const HeadRows& r, const KvRopeRows* rope, const float* q, const uint32_t* visible, const uint32_t* rank,
               size_t m, size_t hd, float* scratch, float* out) {
   const KvKernelTable* kv = r.type == KvType::F32 && rope == nullptr ? nullptr : &active_kv_kernels();
@@ -129,10 +127,7 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
       for (size_t j = 0; j < n; ++j) {
         if (pos[j] <= job.q_pos[r]) s.visible[m++] = static_cast<uint32_t>(j);
       }
-      if (order) {
-        for (size_t j = 0; j < m; ++j) s.visible_rank[j] = s.slot_rank[visible[j]];
-      }
-      dot_keys(rows, rope, qv, visible, order ? s.visible_rank.data() : nullptr, m, hd, s.rope_rows.data(), p);
+      dot_keys(rows, rope, qv, visible, order ? s.slot_rank.data() : nullptr, m, hd, s.rope_rows.data(), p);
       for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
       softmax(p, static_cast<int>(m));
       if (observer) {

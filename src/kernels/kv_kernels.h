@@ -46,10 +46,10 @@ struct KvKernelTable {
                         float* y) = nullptr;
   void (*axpy_rows_q8)(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m,
                        size_t n, float* y) = nullptr;
-  // `cache` positions: the j-th gathered row has rank rank[j]; out[j] = dot_f32(q, row
-  // idx[j] dequantised, then rotated by rank rank[j]'s rotation). scratch: 2 * n floats.
-  // The rows are gathered in the order the caller gives (the attention passes them in
-  // storage order, which the hardware prefetcher follows, with each slot's rank beside it).
+  // `cache` positions: row i has rank rank[i] (indexed like scale[i]); out[j] = dot_f32(q,
+  // row idx[j] dequantised, then rotated by rank rank[idx[j]]'s rotation). scratch: 2 * n
+  // floats. The rows are gathered in the order the caller gives (the attention passes them
+  // in storage order, which the hardware prefetcher follows, not in rank order).
   void (*dot_rows_rope_f32)(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m,
                             size_t n, const KvRopeRows& rope, float* scratch, float* out) = nullptr;
   void (*dot_rows_rope_f16)(const float* q, const uint16_t* rows, const uint32_t* idx, const uint32_t* rank, size_t m,

@@ -106,7 +106,7 @@ void axpy_rows_q8_reference(const float* p, const int8_t* rows, const uint16_t* 
 void dot_rows_rope_f32_reference(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m,
                                  size_t n, const KvRopeRows& rope, float* scratch, float* out) {
   for (size_t j = 0; j < m; ++j) {
-    rotate_kv_row(rows + idx[j] * n, rope.cs + rank[j] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch);
+    rotate_kv_row(rows + idx[j] * n, rope.cs + rank[idx[j]] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch);
     out[j] = dot_f32_reference(q, scratch, n);
   }
 }
@@ -115,7 +115,7 @@ void dot_rows_rope_f16_reference(const float* q, const uint16_t* rows, const uin
                                  size_t m, size_t n, const KvRopeRows& rope, float* scratch, float* out) {
   for (size_t j = 0; j < m; ++j) {
     decode_kv_row_f16(rows + idx[j] * n, n, scratch);
-    rotate_kv_row(scratch, rope.cs + rank[j] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch + n);
+    rotate_kv_row(scratch, rope.cs + rank[idx[j]] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch + n);
     out[j] = dot_f32_reference(q, scratch + n, n);
   }
 }
@@ -125,7 +125,7 @@ void dot_rows_rope_q8_reference(const float* q, const int8_t* rows, const uint16
                                 float* out) {
   for (size_t j = 0; j < m; ++j) {
     decode_kv_row_q8(rows + idx[j] * n, scale[idx[j]], n, scratch);
-    rotate_kv_row(scratch, rope.cs + rank[j] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch + n);
+    rotate_kv_row(scratch, rope.cs + rank[idx[j]] * 2 * rope.n_rot, n, rope.n_rot, rope.neox, scratch + n);
     out[j] = dot_f32_reference(q, scratch + n, n);
   }
 }

@@ -198,7 +198,7 @@ HWY_INLINE void RotateRow(const float* k, const float* cs, size_t n, size_t n_ro
   if (n > n_rot) std::memcpy(out + n_rot, k + n_rot, (n - n_rot) * sizeof(float));
 }
 
-// Row j (rank rank[j]) widened, rotated by its rank in registers and dotted with q, four rows
+// Row idx[j] (rank rank[idx[j]]) widened, rotated by its rank in registers and dotted with q, four rows
 // at a time. Taken where no vector straddles a rotated/unrotated or NEOX half boundary
 // (n, n_rot and, for NEOX, n_rot / 2 multiples of 8: every head_dim / rotary width in
 // use); per value it computes rotate_kv_row()'s k * C + partner * S, so the same bits.
@@ -224,7 +224,7 @@ HWY_INLINE void RopeDotRowsR(const float* q, const Row* rows, const float* const
   DotRowsR<R>(q, rows, n, rotate, out);
 }
 
-// Row j (rank rank[j]): widened (unless already f32), rotated, dotted with q; through the two
+// Row idx[j] (rank rank[idx[j]]): widened (unless already f32), rotated, dotted with q; through the two
 // row-sized scratch rows where the fused form does not apply.
 template <class MakeRow>
 HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint32_t* idx, const uint32_t* rank,
@@ -235,13 +235,13 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
     size_t j = 0;
     for (; j + 4 <= m; j += 4) {
       const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
-      const float* cs[4] = {rope.cs + rank[j] * stride, rope.cs + rank[j + 1] * stride, rope.cs + rank[j + 2] * stride,
-                            rope.cs + rank[j + 3] * stride};
+      const float* cs[4] = {rope.cs + rank[idx[j]] * stride, rope.cs + rank[idx[j + 1]] * stride,
+                            rope.cs + rank[idx[j + 2]] * stride, rope.cs + rank[idx[j + 3]] * stride};
       RopeDotRowsR<4>(q, rows, cs, n, n_rot, rope.neox, out + j);
     }
     for (; j < m; ++j) {
       const Row row = make_row(idx[j]);
-      const float* cs = rope.cs + rank[j] * stride;
+      const float* cs = rope.cs + rank[idx[j]] * stride;
       RopeDotRowsR<1>(q, &row, &cs, n, n_rot, rope.neox, out + j);
     }
     return;
@@ -254,7 +254,7 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
     } else {
       DecodeRow(row, n, scratch);
     }
-    RotateRow(k, rope.cs + rank[j] * stride, n, n_rot, rope.neox, scratch + n);
+    RotateRow(k, rope.cs + rank[idx[j]] * stride, n, n_rot, rope.neox, scratch + n);
     out[j] = DotRow(q, F32Row{scratch + n}, n);
   }
 }

@@ -118,14 +118,15 @@ std::vector<float> rope_rows(const RopeTable& rope, int ranks) {
 }
 
 TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
+  constexpr size_t kRows = 40;  // stored rows; idx gathers some of them (one twice)
   const std::vector<uint32_t> idx = {3, 0, 39, 7, 7, 12, 25, 1, 38, 2, 19, 20, 5, 30, 31, 8, 9};
   const size_t m = idx.size();
-  // Each gathered row's rank: a permutation of 0..m-1 (the attention passes rows in storage
-  // order, whose ranks are in no particular order).
-  std::vector<uint32_t> rank(m);
-  for (size_t j = 0; j < m; ++j) rank[j] = static_cast<uint32_t>((j * 5 + 3) % m);
+  // Each stored row's rank (indexed by row, below m: the rotation table has m ranks), in no
+  // particular order relative to the gather (the attention gathers in storage order).
+  std::vector<uint32_t> rank(kRows);
+  for (size_t i = 0; i < rank.size(); ++i) rank[i] = static_cast<uint32_t>((i * 5 + 3) % m);
   for (size_t n : {1, 2, 7, 8, 16, 30, 32, 63, 64, 65, 96, 128}) {
-    const StoredRows rows = stored_rows(40, n, static_cast<uint32_t>(n));
+    const StoredRows rows = stored_rows(kRows, n, static_cast<uint32_t>(n));
     const auto q = random_floats(n, 100 + static_cast<uint32_t>(n)), p = random_floats(m, 200);
     // NORMAL and NEOX, full and partial rotary (n_rot < n: the rest passes unchanged).
     std::vector<RopeTable> ropes;
