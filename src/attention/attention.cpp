@@ -168,17 +168,24 @@ void attention(const AttentionShape& cfg, const AttentionJob& job, ThreadPool& p
 void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool) {
   const size_t heads = static_cast<size_t>(cfg.n_kv_heads);
   size_t work = 0;
-  for (const AttentionJob& j : jobs) {
-    check_job(j);
-    work += static_cast<size_t>(j.n_rows) * static_cast<size_t>(cfg.n_heads) * static_cast<size_t>(j.kv.n) *
-            static_cast<size_t>(cfg.head_dim) * 2;
+  std::vector<size_t> cost(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    check_job(jobs[i]);
+    cost[i] = static_cast<size_t>(jobs[i].n_rows) * static_cast<size_t>(jobs[i].kv.n);
+    work += cost[i] * static_cast<size_t>(cfg.n_heads) * static_cast<size_t>(cfg.head_dim) * 2;
   }
-  // One task per (job, KV head): each writes its own outputs and statistics.
-  pool.parallel_for(
+  // One task per (job, KV head): each writes its own outputs and statistics. A prefill
+  // chunk's head can cost hundreds of decode rows' heads: the costliest jobs go first and
+  // threads claim tasks as they free up, so one thread does not get every chunk head while
+  // the other runs out of decode rows.
+  std::vector<size_t> by_cost(jobs.size());
+  for (size_t i = 0; i < by_cost.size(); ++i) by_cost[i] = i;
+  std::stable_sort(by_cost.begin(), by_cost.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::vector<HeadScratch> scratch(static_cast<size_t>(pool.size()));
+  pool.parallel_claim(
       jobs.size() * heads,
-      [&](size_t begin, size_t end) {
-        HeadScratch s;
-        for (size_t i = begin; i < end; ++i) attend_kv_head(cfg, jobs[i / heads], i % heads, s, nullptr, 0);
+      [&](size_t task, size_t part) {
+        attend_kv_head(cfg, jobs[by_cost[task / heads]], task % heads, scratch[part], nullptr, 0);
       },
       work);
 }

@@ -46,7 +46,7 @@ class LayerAttention {
 
  private:
   std::vector<AttentionJob> jobs_;  // [segments]
-  std::vector<float> cos_sin_;      // [n_rot/2][2] angles of one row
+  std::vector<float> cos_sin_;      // [pool threads][n_rot/2][2]: angles of one row, per thread
   RankRotations ranks_;             // `cache` positions: rotations by rank
 };
 

@@ -49,7 +49,8 @@ uint32_t wait_for_change(const std::atomic<uint32_t>& a, uint32_t old) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
+ThreadPool::ThreadPool(int n_threads, size_t min_parallel_work)
+    : n_threads_(n_threads), min_parallel_work_(min_parallel_work) {
   if (n_threads < 1 || n_threads > 1024) fail("thread count must be between 1 and 1024, got {}", n_threads);
   claims_ = std::make_unique<Claim[]>(static_cast<size_t>(n_threads));
   workers_.reserve(static_cast<size_t>(n_threads - 1));
@@ -96,7 +97,7 @@ bool ThreadPool::try_run(int part, uint32_t generation) {
 
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work) {
   if (n == 0) return;
-  if (n_threads_ == 1 || n == 1 || work < kMinParallelWork) {
+  if (n_threads_ == 1 || n == 1 || work < min_parallel_work_) {
     fn(0, n);
     return;
   }
@@ -123,6 +124,25 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   job_ = nullptr;
   busy_.store(false, std::memory_order_release);
   if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::parallel_claim(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work) {
+  if (n == 0) return;
+  if (n == 1) {
+    fn(0, 0);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  // One range per thread; a range's thread claims tasks until none is left. Run serially
+  // (one range [0, size()), or a nested call), the caller claims them all as part 0.
+  parallel_for(
+      static_cast<size_t>(n_threads_),
+      [&](size_t part, size_t) {
+        for (size_t task = next.fetch_add(1, std::memory_order_relaxed); task < n;
+             task = next.fetch_add(1, std::memory_order_relaxed))
+          fn(task, part);
+      },
+      work);
 }
 
 void ThreadPool::worker_loop(int index) {

@@ -27,8 +27,9 @@ namespace h2o {
 
 class ThreadPool {
  public:
-  // n_threads >= 1; the calling thread counts as one of them.
-  explicit ThreadPool(int n_threads);
+  // n_threads >= 1; the calling thread counts as one of them. Jobs whose `work` is below
+  // min_parallel_work run on the calling thread alone.
+  explicit ThreadPool(int n_threads, size_t min_parallel_work = kMinParallelWork);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -37,11 +38,21 @@ class ThreadPool {
 
   // Calls fn(begin, end) over a partition of [0, n) into at most size() contiguous ranges
   // and waits for all of them. `work` estimates the whole job's cost in multiply-adds: jobs
-  // below kMinParallelWork run on the calling thread alone. If fn throws, the first
+  // below the pool's min_parallel_work (kMinParallelWork unless given) run on the calling
+  // thread alone. If fn throws, the first
   // exception is rethrown here after every range has finished. A call made while the pool
   // is already running a job (from inside fn, or from another thread) runs fn(0, n) on the
   // calling thread: same results, no deadlock.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work = SIZE_MAX);
+
+  // For independent tasks of uneven cost (a prefill chunk's heads next to decode rows'):
+  // calls fn(task, part) once for every task in [0, n), handing the tasks out one at a time
+  // in index order to whichever thread is free, so list the costly ones first. `part` is
+  // in [0, size()) and no two threads run with the same part at once (index per-thread
+  // scratch with it). Which thread runs a task varies from run to run, so a task must
+  // write only its own outputs: then the results are the same bits whatever the thread
+  // count. `work` and exceptions as for parallel_for.
+  void parallel_claim(size_t n, const std::function<void(size_t task, size_t part)>& fn, size_t work = SIZE_MAX);
 
   static constexpr size_t kMinParallelWork = 1 << 16;
   // How long an idle worker (or the waiting caller) polls before it sleeps.
@@ -56,6 +67,7 @@ class ThreadPool {
   bool try_run(int part, uint32_t generation);  // claims range `part` of that job and runs it
 
   int n_threads_;
+  size_t min_parallel_work_;
   std::vector<std::thread> workers_;
   std::unique_ptr<Claim[]> claims_;  // one per range
 

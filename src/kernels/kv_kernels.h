@@ -36,6 +36,10 @@ struct KvRopeRows {
 struct KvKernelTable {
   const char* name = "";
 
+  // The q8 row encoder of encode_kv_row_q8() (kv_reference.h), same bits: every key and
+  // value row the cache stores in q8 passes through it.
+  void (*encode_row_q8)(const float* x, size_t n, int8_t* out, uint16_t* scale) = nullptr;
+
   // out[j] = dot_f32(q, row idx[j] dequantised), j < m.
   void (*dot_rows_f16)(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
                        float* out) = nullptr;

@@ -133,6 +133,7 @@ void dot_rows_rope_q8_reference(const float* q, const int8_t* rows, const uint16
 KvKernelTable kv_reference_kernels() {
   KvKernelTable t;
   t.name = "scalar";
+  t.encode_row_q8 = &encode_kv_row_q8;
   t.dot_rows_f16 = &dot_rows_f16_reference;
   t.dot_rows_q8 = &dot_rows_q8_reference;
   t.axpy_rows_f16 = &axpy_rows_f16_reference;

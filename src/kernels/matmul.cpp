@@ -26,22 +26,36 @@ void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
 // for every token.
 class QuantizedActivations {
  public:
-  QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols)
+  // Tokens are quantized on the pool's threads (each token's row alone: the same bits).
+  QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
+                       ThreadPool& pool)
       : kind_(kind), cols_(cols), qs_(n_tokens * cols) {
+    const size_t work = n_tokens * cols * 4;
     if (kind == ActKind::Q8_K) {
       d_.resize(n_tokens * cols / 256);
       sum16_.resize(n_tokens * cols / 16);
       sum32_.resize(n_tokens * cols / 32);
-      for (size_t t = 0; t < n_tokens; ++t) {
-        k.quantize_q8k(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 256,
-                       sum16_.data() + t * cols / 16, sum32_.data() + t * cols / 32);
-      }
+      pool.parallel_for(
+          n_tokens,
+          [&](size_t begin, size_t end) {
+            for (size_t t = begin; t < end; ++t) {
+              k.quantize_q8k(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 256,
+                             sum16_.data() + t * cols / 16, sum32_.data() + t * cols / 32);
+            }
+          },
+          work);
     } else {
       d_.resize(n_tokens * cols / 32);
       sum_.resize(n_tokens * cols / 32);
-      for (size_t t = 0; t < n_tokens; ++t) {
-        k.quantize_q8(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 32, sum_.data() + t * cols / 32);
-      }
+      pool.parallel_for(
+          n_tokens,
+          [&](size_t begin, size_t end) {
+            for (size_t t = begin; t < end; ++t) {
+              k.quantize_q8(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 32,
+                            sum_.data() + t * cols / 32);
+            }
+          },
+          work);
     }
   }
   // Token t's row (t = 0: the whole batch, as GemmArgs takes it).
@@ -115,7 +129,7 @@ void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens,
     if (fn == nullptr) fail("no {} matrix product on SIMD target {}", type.name, k.name);
     return run_rows(fn, a, rows, pool);
   }
-  const QuantizedActivations xq(k, type.format.act, x, a.n_tokens, a.cols);
+  const QuantizedActivations xq(k, type.format.act, x, a.n_tokens, a.cols, pool);
   if (fn == nullptr) return reference_rows(type, w, xq, a.n_tokens, out, pool);
   // Weights packed at load (a matrix made outside a model is packed here, per call).
   const PackedShape shape = packed_shape(w.type, rows, a.cols);

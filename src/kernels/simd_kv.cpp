@@ -18,6 +18,8 @@
 #include <hwy/highway.h>
 // clang-format on
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -259,6 +261,42 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
   }
 }
 
+// encode_kv_row_q8() a vector at a time: max |x| (a NaN never wins, as with std::max), the
+// fp16 scale as there, then x / d rounded half to even (Round, in the default rounding
+// mode), a NaN stored as 0, clamped to [-127, 127].
+void EncodeRowQ8(const float* x, size_t n, int8_t* out, uint16_t* scale) {
+  const DW d;
+  const size_t N = hn::Lanes(d);
+  auto vmax = hn::Zero(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto a = hn::Abs(hn::LoadU(d, x + i));
+    vmax = hn::IfThenElse(hn::Lt(vmax, a), a, vmax);
+  }
+  float amax = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const uint16_t dh = fp32_to_fp16(amax / 127.0f);
+  const float df = fp16_to_fp32(dh);
+  *scale = dh;
+  if (df == 0.0f) {
+    std::memset(out, 0, n);
+    return;
+  }
+  const hn::Rebind<int32_t, DW> di;
+  const hn::Rebind<int8_t, DW> d8;
+  const auto vd = hn::Set(d, df), lo = hn::Set(d, -127.0f), hi = hn::Set(d, 127.0f);
+  for (i = 0; i + N <= n; i += N) {
+    auto v = hn::Round(hn::Div(hn::LoadU(d, x + i), vd));
+    v = hn::IfThenZeroElse(hn::IsNaN(v), v);
+    v = hn::Min(hn::Max(v, lo), hi);
+    hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, v)), d8, out + i);
+  }
+  for (; i < n; ++i) {
+    const float v = std::nearbyint(x[i] / df);
+    out[i] = static_cast<int8_t>(v >= 127.0f ? 127.0f : v <= -127.0f ? -127.0f : v == v ? v : 0.0f);
+  }
+}
+
 void DotRowsF16(const float* q, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* out) {
   DotRows(
       q, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out);
@@ -314,6 +352,7 @@ void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, co
 }  // namespace
 
 void FillKvKernels(KvKernelTable& t) {
+  t.encode_row_q8 = &EncodeRowQ8;
   t.dot_rows_f16 = &DotRowsF16;
   t.dot_rows_q8 = &DotRowsQ8;
   t.axpy_rows_f16 = &AxpyRowsF16;

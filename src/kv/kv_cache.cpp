@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/check.h"
+#include "kernels/kv_kernels.h"
 #include "kernels/kv_reference.h"
 
 namespace h2o {
@@ -27,7 +28,8 @@ KvCache::KvCache(const AttentionShape& cfg, const KvResolved& kv, int max_step)
       kv_(kv),
       policy_(make_policy(kv)),
       max_step_(std::max(0, max_step)),
-      row_bytes_(kv_row_bytes(kv.type, cfg.head_dim)) {
+      row_bytes_(kv_row_bytes(kv.type, cfg.head_dim)),
+      encode_q8_(active_kv_kernels().encode_row_q8) {
   layers_.resize(static_cast<size_t>(cfg.n_layers));
   update_bytes();
 }
@@ -149,7 +151,7 @@ void KvCache::store_row(const float* x, uint8_t* row, uint16_t* scale) const {
       encode_kv_row_f16(x, hd, reinterpret_cast<uint16_t*>(row));
       return;
     case KvType::Q8:
-      encode_kv_row_q8(x, hd, reinterpret_cast<int8_t*>(row), scale);
+      encode_q8_(x, hd, reinterpret_cast<int8_t*>(row), scale);
       return;
   }
 }

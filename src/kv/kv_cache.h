@@ -134,6 +134,8 @@ class KvCache {
   std::vector<int> victims_;
   std::vector<uint32_t> rank_of_slot_;  // eviction scratch under `cache` positions
   size_t row_bytes_ = 0;
+  // The active SIMD target's q8 row encoder (kv_kernels.h): the bits of encode_kv_row_q8.
+  void (*encode_q8_)(const float* x, size_t n, int8_t* out, uint16_t* scale) = nullptr;
   size_t bytes_ = 0, peak_bytes_ = 0;
 };
 

@@ -100,6 +100,10 @@ class LayerContext {
   // applied (RoPE happens inside, as the KV cache's position mode says), v [T][kv_dim];
   // writes the attention output out [T][q_dim]. Call exactly once per layer.
   void attend(float* q, float* k, const float* v, float* out) const;
+  // Calls fn(begin, end) over a partition of [0, n) on the step's threads: for element-wise
+  // work (activations) that costs about `ops_per_element` each; every element gets the
+  // same bits whichever range computes it.
+  void elementwise(size_t n, size_t ops_per_element, const std::function<void(size_t, size_t)>& fn) const;
 
  private:
   ThreadPool& pool_;

@@ -1,5 +1,6 @@
 #include "model/forward.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/check.h"
@@ -24,18 +25,35 @@ void LayerContext::linear(LayerRole weight, LayerRole bias, const float* in, flo
 
 void LayerContext::norm(LayerRole weight, LayerRole bias, const float* in, float* out) const {
   const size_t D = static_cast<size_t>(config.dim);
-  for (size_t t = 0; t < static_cast<size_t>(rows); ++t) {
-    if (config.norm == NormKind::Rms) {
-      rmsnorm(out + t * D, in + t * D, w.vec(weight), config.dim, config.norm_eps);
-    } else {
-      layernorm(out + t * D, in + t * D, w.vec(weight), w.vec(bias), config.dim, config.norm_eps);
-    }
-  }
+  const float* g = w.vec(weight);
+  const float* b = w.vec(bias);
+  pool_.parallel_for(
+      static_cast<size_t>(rows),
+      [&](size_t begin, size_t end) {
+        for (size_t t = begin; t < end; ++t) {
+          if (config.norm == NormKind::Rms) {
+            rmsnorm(out + t * D, in + t * D, g, config.dim, config.norm_eps);
+          } else {
+            layernorm(out + t * D, in + t * D, g, b, config.dim, config.norm_eps);
+          }
+        }
+      },
+      static_cast<size_t>(rows) * D * 4);
 }
 
 void LayerContext::add_to_residual(const float* y) const {
   const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(config.dim);
-  for (size_t i = 0; i < n; ++i) x[i] += y[i];
+  elementwise(n, 1, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) x[i] += y[i];
+  });
+}
+
+void LayerContext::elementwise(size_t n, size_t ops_per_element, const std::function<void(size_t, size_t)>& fn) const {
+  // Ranges of whole cache lines (16 floats) so that two threads never write one line.
+  constexpr size_t kLine = 16;
+  const size_t lines = (n + kLine - 1) / kLine;
+  pool_.parallel_for(
+      lines, [&](size_t begin, size_t end) { fn(begin * kLine, std::min(n, end * kLine)); }, n * ops_per_element);
 }
 
 void LayerContext::attend(float* q, float* k, const float* v, float* out) const {

@@ -78,7 +78,7 @@ BatchEngine::BatchEngine(std::shared_ptr<const Model> model, const BatchOptions&
   if (opts_.threads < 1) fail("threads: must be >= 1, got {}", opts_.threads);
   if (opts_.max_sequences < 1) fail("max sequences: must be >= 1, got {}", opts_.max_sequences);
   if (opts_.max_step_tokens < 1) fail("max step tokens: must be >= 1, got {}", opts_.max_step_tokens);
-  pool_ = std::make_unique<ThreadPool>(opts_.threads);
+  pool_ = std::make_unique<ThreadPool>(opts_.threads, opts_.min_parallel_work);
 }
 
 BatchEngine::~BatchEngine() = default;
@@ -211,6 +211,28 @@ std::vector<SequenceEvent> BatchEngine::step() {
     s.prompt_lp.clear();
     return e;
   };
+  // The next tokens, sampled on the pool's threads (22 rows of a 32k vocabulary are
+  // milliseconds per step): each sequence's sampler owns its state, so the draws are the
+  // same whichever thread makes them. Rows whose prompt is still incomplete, or that may
+  // not generate, are not sampled.
+  const auto samples_from = [&](size_t i) {
+    const Sequence& s = *rows[i];
+    const size_t n = s.step_tokens.size();
+    const bool completes = !s.prefilling() || s.fed + n == s.req.prompt.size();
+    return segments[i].logits && completes && s.req.max_tokens != 0;
+  };
+  const auto last_row = [&](size_t i) {
+    const Sequence& s = *rows[i];
+    const size_t n = s.step_tokens.size();
+    return std::span<const float>(segments[i].logits + (s.all_rows ? (n - 1) * V : 0), V);
+  };
+  sampled_.assign(rows.size(), -1);
+  pool_->parallel_claim(
+      rows.size(),
+      [&](size_t i, size_t) {
+        if (samples_from(i)) sampled_[i] = rows[i]->sampler.sample(last_row(i));
+      },
+      rows.size() * V * 2);
   for (size_t i = 0; i < rows.size(); ++i) {
     Sequence& s = *rows[i];
     const int n = static_cast<int>(s.step_tokens.size());
@@ -242,7 +264,8 @@ std::vector<SequenceEvent> BatchEngine::step() {
       events.push_back(event(s, -1, true, "length"));
       continue;
     }
-    const int32_t next = s.sampler.sample(last);
+    const int32_t next = sampled_[i];
+    if (next < 0) fail("internal: sequence {} was not sampled", s.id);
     if (!s.req.ignore_eos && tok.is_end_of_generation(next)) {
       s.done = true;
       SequenceEvent e = event(s, -1, true, "eos");

@@ -75,6 +75,9 @@ struct SequenceEvent {
 
 struct BatchOptions {
   int threads = 1;
+  // Jobs estimated below this many multiply-adds run on one thread (ThreadPool); tests set
+  // 0 so that a tiny model takes every parallel path too.
+  size_t min_parallel_work = ThreadPool::kMinParallelWork;
   int max_sequences = 16;     // sequences in flight at once (add() refuses more)
   int max_step_tokens = 512;  // prefill tokens per step beyond the decoding rows (at least one chunk runs)
 };
@@ -135,7 +138,8 @@ class BatchEngine {
   uint64_t next_id_ = 1;
   uint64_t steps_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0;
   size_t kv_bytes_in_step_ = 0;
-  std::vector<float> logits_;  // [rows that need logits][vocab]
+  std::vector<float> logits_;     // [rows that need logits][vocab]
+  std::vector<int32_t> sampled_;  // [rows of the step] the token drawn from each, -1 if none
 };
 
 }  // namespace h2o

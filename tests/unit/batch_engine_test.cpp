@@ -129,8 +129,10 @@ KvSettings kv_for_param(const std::string& param, int chunk) {
   return kv;
 }
 
-TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
-  const std::string policy = GetParam();
+// Sixteen prompts of mixed lengths and prefill chunks, all joining at step 0, batched on
+// `threads` threads (min_parallel_work 0: every parallel path of the step runs, even on
+// this tiny model), against each generated alone on one thread.
+void expect_batch_matches_alone(const std::string& policy, int threads) {
   const auto prompts = mixed_prompts(16);
   std::vector<Spec> specs;
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -141,18 +143,27 @@ TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) {
   BatchOptions bo;
   bo.max_sequences = 16;
   bo.max_step_tokens = 48;  // forces prompts to be spread over steps, interleaved with decoding
+  bo.threads = threads;
+  if (threads > 1) bo.min_parallel_work = 0;
   BatchEngine engine(stories(), bo);
   std::vector<uint64_t> ids;
   const auto got = run_engine(engine, specs, std::vector<int>(specs.size(), 0), ids);
   for (size_t i = 0; i < specs.size(); ++i) {
     const Outcome want = alone(specs[i]);
     ASSERT_TRUE(got.count(ids[i])) << i;
-    EXPECT_EQ(got.at(ids[i]).tokens, want.tokens) << policy << " sequence " << i;
+    EXPECT_EQ(got.at(ids[i]).tokens, want.tokens) << policy << " sequence " << i << ", " << threads << " threads";
     EXPECT_EQ(got.at(ids[i]).stop_reason, want.stop_reason) << policy << " sequence " << i;
   }
   EXPECT_TRUE(engine.empty());
   EXPECT_EQ(engine.stats().kv_bytes, 0u);
 }
+
+TEST_P(BatchEquality, SixteenMixedPromptsMatchGeneratingAlone) { expect_batch_matches_alone(GetParam(), 1); }
+
+// The step's work spread over threads (positions and appends per sequence, attention per
+// sequence and KV head claimed costliest first, eviction per sequence, norms, activations,
+// activation quantisation, sampling): the same tokens.
+TEST_P(BatchEquality, OnThreeThreadsEveryParallelPathGivesTheSameTokens) { expect_batch_matches_alone(GetParam(), 3); }
 
 INSTANTIATE_TEST_SUITE_P(EveryPolicy, BatchEquality,
                          ::testing::Values("full", "window", "sink", "h2o", "tova", "random"));

@@ -106,6 +106,43 @@ TEST(KvStorage, Q8RoundsHalfToEvenClampsAndStoresZeroRows) {
   for (size_t i = 0; i < 64; ++i) EXPECT_EQ(static_cast<double>(back[i]), static_cast<double>(fp16_to_fp32(d)) * qr[i]);
 }
 
+// The SIMD q8 encoders store what the reference stores, on rows of every length (tails),
+// ties, clamping, zero rows, NaN and infinite values.
+TEST(KvStorage, EveryTargetEncodesQ8AsTheReference) {
+  std::vector<std::vector<float>> rows;
+  for (size_t n : {1, 3, 8, 15, 16, 33, 64, 100, 128}) {
+    for (float scale : {1e-6f, 1.0f, 300.0f, 1e5f})
+      rows.push_back(random_floats(n, static_cast<uint32_t>(n) + 7, scale));
+  }
+  rows.push_back(
+      {63.5f, 1.25f, 0.75f, -1.25f, -0.75f, 0.25f, -63.5f, 0.0f, 2.5f, -2.5f, 0.5f, -0.5f, 1.5f, 3.5f, 4.5f, 5.5f});
+  rows.push_back({127.0f * 0.33333f, -1.0f, 7.0f, 8.0f, 9.0f, 10.0f, 11.0f, 12.0f});
+  rows.push_back(std::vector<float>(24, 0.0f));
+  rows.push_back(std::vector<float>(24, -0.0f));
+  std::vector<float> odd = random_floats(40, 3);
+  odd[5] = std::nanf("");
+  odd[17] = -std::nanf("");
+  rows.push_back(odd);
+  odd[30] = INFINITY;
+  rows.push_back(odd);
+  rows.push_back(std::vector<float>(16, std::nanf("")));
+  std::vector<float> big = random_floats(32, 4, 1e9f);  // the scale overflows fp16: infinite
+  rows.push_back(big);
+  for (const auto& t : available_simd_targets()) {
+    const KvKernelTable& k = kv_kernels_for(t);
+    ASSERT_NE(k.encode_row_q8, nullptr) << t.name;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto& x = rows[r];
+      std::vector<int8_t> a(x.size(), 9), b(x.size(), 9);
+      uint16_t da = 1, db = 2;
+      k.encode_row_q8(x.data(), x.size(), a.data(), &da);
+      encode_kv_row_q8(x.data(), x.size(), b.data(), &db);
+      EXPECT_EQ(da, db) << t.name << " row " << r;
+      EXPECT_EQ(a, b) << t.name << " row " << r;
+    }
+  }
+}
+
 // The per-rank rotation rows of a RoPE table, as RankRotations builds them.
 std::vector<float> rope_rows(const RopeTable& rope, int ranks) {
   const size_t n_rot = static_cast<size_t>(rope.n_rot());

@@ -29,6 +29,34 @@ TEST(ThreadPool, VisitsEveryIndexOnceForAnyThreadCount) {
   }
 }
 
+TEST(ThreadPool, ClaimRunsEveryTaskOnceWithNoPartShared) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (size_t n : {1u, 2u, 7u, 64u, 1000u}) {
+      std::vector<std::atomic<int>> hits(n);
+      // A part is one thread's at a time: its counter is never entered twice at once.
+      std::vector<std::atomic<int>> inside(static_cast<size_t>(threads));
+      std::atomic<bool> shared{false};
+      pool.parallel_claim(n, [&](size_t task, size_t part) {
+        ASSERT_LT(part, static_cast<size_t>(threads));
+        if (inside[part].fetch_add(1) != 0) shared = true;
+        hits[task].fetch_add(1);
+        // Uneven costs, as the attention's tasks have.
+        if (task % 5 == 0) std::this_thread::yield();
+        inside[part].fetch_sub(1);
+      });
+      EXPECT_FALSE(shared.load());
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(hits[i].load(), 1) << threads << " threads, n " << n << ", i " << i;
+    }
+  }
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_claim(9,
+                                   [](size_t task, size_t) {
+                                     if (task == 4) throw Error("task failed");
+                                   }),
+               Error);
+}
+
 TEST(ThreadPool, ManyBackToBackJobsComplete) {
   ThreadPool pool(2);
   std::atomic<uint64_t> sum{0};

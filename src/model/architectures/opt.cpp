@@ -156,7 +156,8 @@ void block(const LayerContext& ctx) {
     ffn_in = s.xn.data();
   }
   ctx.linear(L::FfnUp, L::FfnUpBias, ffn_in, s.ffn_a.data());
-  relu(s.ffn_a.data(), ctx.rows * c.hidden_dim);
+  ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(c.hidden_dim), 1,
+                  [&](size_t b, size_t e) { relu(&s.ffn_a[b], static_cast<int>(e - b)); });
   ctx.linear(L::FfnDown, L::FfnDownBias, s.ffn_a.data(), s.tmp.data());
   ctx.add_to_residual(s.tmp.data());
   if (!pre) {
