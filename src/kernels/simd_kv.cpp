@@ -52,6 +52,15 @@ struct F16Row {
   }
   HWY_INLINE float At(size_t i) const { return fp16_to_fp32(p[i]); }
 };
+// A q8 row's fp16 scale widened inline (the out-of-line fp16_to_fp32 per row was ~3% of a
+// batched decode step); the same promotion as F16Row's, so the same bits.
+HWY_INLINE float ScaleAt(const uint16_t* scale, size_t i) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(
+      hn::PromoteTo(d1, hn::LoadU(hn::Rebind<hwy::float16_t, decltype(d1)>(),
+                                  reinterpret_cast<const hwy::float16_t*>(scale + i))));
+}
+
 struct Q8Row {
   const int8_t* p;
   float d;  // the row's scale, widened
@@ -307,7 +316,7 @@ void DotRowsQ8(const float* q, const int8_t* rows, const uint16_t* scale, const 
   DotRows(
       q,
       [&](uint32_t i) {
-        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+        return Q8Row{rows + i * n, ScaleAt(scale, i)};
       },
       idx, m, n, out);
 }
@@ -322,7 +331,7 @@ void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const
   AxpyRows(
       p,
       [&](size_t j) {
-        return Q8Row{rows + idx[j] * n, fp16_to_fp32(scale[idx[j]])};
+        return Q8Row{rows + idx[j] * n, ScaleAt(scale, idx[j])};
       },
       m, n, y);
 }
@@ -344,7 +353,7 @@ void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, co
   DotRowsRope(
       q,
       [&](uint32_t i) {
-        return Q8Row{rows + i * n, fp16_to_fp32(scale[i])};
+        return Q8Row{rows + i * n, ScaleAt(scale, i)};
       },
       idx, rank, m, n, rope, scratch, out);
 }

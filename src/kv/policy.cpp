@@ -1,7 +1,7 @@
 #include "kv/policy.h"
 
 #include <algorithm>
-#include <numeric>
+#include <functional>
 
 #include "common/check.h"
 #include "kv/policies/policies.h"
@@ -20,6 +20,22 @@ std::unique_ptr<EvictionPolicy> make_policy(const KvResolved& kv) {
 
 void select_lowest(const SlotView& slots, const std::vector<uint8_t>& protected_mask,
                    const std::vector<double>& key, int n_evict, std::vector<int>& victims) {
+  auto less = [&](int a, int b) {
+    const double ka = key[static_cast<size_t>(a)], kb = key[static_cast<size_t>(b)];
+    if (ka != kb) return ka < kb;
+    return slots.pos[a] < slots.pos[b];
+  };
+  if (n_evict == 1) {
+    // Decoding evicts one slot per step: one pass. (key, position) orders the slots
+    // totally (positions are distinct), so this is the slot nth_element would choose.
+    int best = -1;
+    for (int i = 0; i < slots.n; ++i) {
+      if (!protected_mask[static_cast<size_t>(i)] && (best < 0 || less(i, best))) best = i;
+    }
+    if (best < 0) fail("internal: policy must evict 1 slot but none is unprotected");
+    victims.push_back(best);
+    return;
+  }
   std::vector<int> cand;
   cand.reserve(static_cast<size_t>(slots.n));
   for (int i = 0; i < slots.n; ++i) {
@@ -27,25 +43,28 @@ void select_lowest(const SlotView& slots, const std::vector<uint8_t>& protected_
   }
   if (n_evict > static_cast<int>(cand.size()))
     fail("internal: policy must evict {} slots but only {} are unprotected", n_evict, cand.size());
-  auto less = [&](int a, int b) {
-    const double ka = key[static_cast<size_t>(a)], kb = key[static_cast<size_t>(b)];
-    if (ka != kb) return ka < kb;
-    return slots.pos[a] < slots.pos[b];
-  };
   std::nth_element(cand.begin(), cand.begin() + n_evict, cand.end(), less);
   victims.insert(victims.end(), cand.begin(), cand.begin() + n_evict);
 }
 
 namespace {
+// Marks the `count` highest (recent) or lowest positions. Positions are distinct within a
+// head, so they are the ones at or beyond the count-th such position: found by nth_element
+// over a copy of the positions themselves (no index indirection), then one pass to mark.
 void mark_by_position(const SlotView& slots, int count, bool recent, std::vector<uint8_t>& mask) {
   count = std::min(count, slots.n);
   if (count <= 0) return;
-  std::vector<int> idx(static_cast<size_t>(slots.n));
-  std::iota(idx.begin(), idx.end(), 0);
-  std::nth_element(idx.begin(), idx.begin() + (count - 1), idx.end(), [&](int a, int b) {
-    return recent ? slots.pos[a] > slots.pos[b] : slots.pos[a] < slots.pos[b];
-  });
-  for (int i = 0; i < count; ++i) mask[static_cast<size_t>(idx[static_cast<size_t>(i)])] = 1;
+  std::vector<int32_t> p(slots.pos, slots.pos + slots.n);
+  const auto kth = p.begin() + (count - 1);
+  if (recent) {
+    std::nth_element(p.begin(), kth, p.end(), std::greater<>());
+  } else {
+    std::nth_element(p.begin(), kth, p.end());
+  }
+  const int32_t edge = *kth;
+  for (int i = 0; i < slots.n; ++i) {
+    if (recent ? slots.pos[i] >= edge : slots.pos[i] <= edge) mask[static_cast<size_t>(i)] = 1;
+  }
 }
 }  // namespace
 
