@@ -49,21 +49,34 @@ void select_lowest(const SlotView& slots, const std::vector<uint8_t>& protected_
 
 namespace {
 // Marks the `count` highest (recent) or lowest positions. Positions are distinct within a
-// head, so they are the ones at or beyond the count-th such position: found by nth_element
-// over a copy of the positions themselves (no index indirection), then one pass to mark.
+// head, so those are the ones at or beyond the count-th such position, the edge. Usually
+// they are a run of consecutive positions (the R most recent under h2o, the S first under
+// sink: never evicted), and then the edge is max - count + 1 (min + count - 1): when
+// exactly `count` positions lie at or beyond it, they are the ones. Two passes; otherwise
+// nth_element over a copy of the positions.
 void mark_by_position(const SlotView& slots, int count, bool recent, std::vector<uint8_t>& mask) {
   count = std::min(count, slots.n);
   if (count <= 0) return;
-  std::vector<int32_t> p(slots.pos, slots.pos + slots.n);
-  const auto kth = p.begin() + (count - 1);
-  if (recent) {
-    std::nth_element(p.begin(), kth, p.end(), std::greater<>());
-  } else {
-    std::nth_element(p.begin(), kth, p.end());
+  const int32_t* pos = slots.pos;
+  const int n = slots.n;
+  const auto beyond = [recent](int32_t p, int32_t edge) { return recent ? p >= edge : p <= edge; };
+  int32_t extreme = pos[0];
+  for (int i = 1; i < n; ++i) extreme = recent ? std::max(extreme, pos[i]) : std::min(extreme, pos[i]);
+  int32_t edge = recent ? extreme - (count - 1) : extreme + (count - 1);
+  int in_run = 0;
+  for (int i = 0; i < n; ++i) in_run += beyond(pos[i], edge) ? 1 : 0;
+  if (in_run != count) {
+    std::vector<int32_t> p(pos, pos + n);
+    const auto kth = p.begin() + (count - 1);
+    if (recent) {
+      std::nth_element(p.begin(), kth, p.end(), std::greater<>());
+    } else {
+      std::nth_element(p.begin(), kth, p.end());
+    }
+    edge = *kth;
   }
-  const int32_t edge = *kth;
-  for (int i = 0; i < slots.n; ++i) {
-    if (recent ? slots.pos[i] >= edge : slots.pos[i] <= edge) mask[static_cast<size_t>(i)] = 1;
+  for (int i = 0; i < n; ++i) {
+    if (beyond(pos[i], edge)) mask[static_cast<size_t>(i)] = 1;
   }
 }
 }  // namespace

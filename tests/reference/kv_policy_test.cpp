@@ -11,16 +11,17 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "fixtures/family_refs.h"
 #include "kv/kv_config.h"
 #include "kv/policy.h"
 #include "reference/naive_llama.h"
-#include "fixtures/family_refs.h"
 #include "reference/ref_test_util.h"
 
 namespace h2o {
@@ -575,6 +576,56 @@ TEST(KvPolicyInvariants, TiesEvictOlderPositionFirst) {
   EXPECT_EQ(victims(window_kv, equal, 2), (std::set<int>{10, 20}));
   KvResolved sink_kv{"sink", 6, 0, 2, 0};
   EXPECT_EQ(victims(sink_kv, equal, 2), (std::set<int>{30, 50}));
+}
+
+// The protected sets (mark_most_recent / mark_oldest) against a sort, on distinct
+// positions that hold a run at the end or the start (their fast path) and that do not
+// (gaps everywhere: nth_element), for every count; and select_lowest's one-victim pass
+// against the (key, position) minimum.
+TEST(KvPolicyInvariants, ProtectedSetsAndOneVictimMatchASort) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int n = 1 + trial % 40;
+    std::vector<int32_t> pos;
+    const int shape = trial % 3;  // 0: a run at both ends, 1: gaps, 2: a run at the top only
+    for (int i = 0; i < n; ++i)
+      pos.push_back(shape == 0 ? 100 + i : shape == 1 ? 100 + 3 * i : (i < n / 2 ? 7 * i : 1000 + i));
+    std::shuffle(pos.begin(), pos.end(), rng);
+    SlotView v;
+    v.pos = pos.data();
+    v.n = n;
+    std::vector<int32_t> sorted = pos;
+    std::sort(sorted.begin(), sorted.end());
+    for (int count = 0; count <= n + 1; ++count) {
+      std::vector<uint8_t> recent(static_cast<size_t>(n), 0), oldest(static_cast<size_t>(n), 0);
+      mark_most_recent(v, count, recent);
+      mark_oldest(v, count, oldest);
+      const int c = std::min(count, n);
+      for (int i = 0; i < n; ++i) {
+        const auto rank = std::lower_bound(sorted.begin(), sorted.end(), pos[static_cast<size_t>(i)]) - sorted.begin();
+        EXPECT_EQ(recent[static_cast<size_t>(i)] != 0, rank >= n - c) << "trial " << trial << " count " << count;
+        EXPECT_EQ(oldest[static_cast<size_t>(i)] != 0, rank < c) << "trial " << trial << " count " << count;
+      }
+    }
+    // One victim: the lowest key among the unprotected, the older on a tie.
+    std::vector<double> key(static_cast<size_t>(n));
+    for (auto& k : key) k = static_cast<double>(rng() % 4);
+    std::vector<uint8_t> prot(static_cast<size_t>(n), 0);
+    for (auto& p : prot) p = rng() % 3 == 0;
+    if (std::count(prot.begin(), prot.end(), 0) == 0) prot[0] = 0;
+    std::vector<int> got;
+    select_lowest(v, prot, key, 1, got);
+    int want = -1;
+    for (int i = 0; i < n; ++i) {
+      if (prot[static_cast<size_t>(i)]) continue;
+      if (want < 0 || key[static_cast<size_t>(i)] < key[static_cast<size_t>(want)] ||
+          (key[static_cast<size_t>(i)] == key[static_cast<size_t>(want)] &&
+           pos[static_cast<size_t>(i)] < pos[static_cast<size_t>(want)]))
+        want = i;
+    }
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0], want) << "trial " << trial;
+  }
 }
 
 TEST(KvPolicyInvariants, ResolveKvRejectsInvalidSettings) {
