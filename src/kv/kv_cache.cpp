@@ -219,8 +219,24 @@ void KvCache::finish_step(int layer, int64_t tokens_seen) {
   L.n = kv_.budget;
 }
 
+// Slot `from` of the head at `base` into slot `to` (from != to): rows, scales, position,
+// scores.
+void KvCache::move_slot(Layer& L, size_t base, size_t from, size_t to) {
+  if (from == to) return;
+  const size_t rb = row_bytes_, dst = base + to, src = base + from;
+  std::memcpy(&L.keys[dst * rb], &L.keys[src * rb], rb);
+  std::memcpy(&L.values[dst * rb], &L.values[src * rb], rb);
+  if (!L.key_scale.empty()) {
+    L.key_scale[dst] = L.key_scale[src];
+    L.value_scale[dst] = L.value_scale[src];
+  }
+  L.pos[dst] = L.pos[src];
+  L.score[dst] = L.score[src];
+  if (!last_mass_.empty()) last_mass_[dst] = last_mass_[src];
+}
+
 void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, int64_t tokens_seen) {
-  const size_t cap = static_cast<size_t>(cap_), rb = row_bytes_;
+  const size_t cap = static_cast<size_t>(cap_);
   const size_t base = static_cast<size_t>(kv_head) * cap;
   SlotView view;
   view.pos = &L.pos[base];
@@ -233,11 +249,25 @@ void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, in
     fail("internal: policy chose {} victims, expected {}", victims_.size(), n_evict);
   // The rank order follows the moves: rank_of_slot_ is its inverse while slots move.
   uint32_t* order = L.order.empty() ? nullptr : &L.order[base];
+  if (order && n_evict == 1) {
+    // Decoding: one victim. One pass finds the ranks of the victim and of the last slot
+    // (which moves into the victim's storage), then the ranks above the victim's close up.
+    const uint32_t victim = static_cast<uint32_t>(victims_[0]), last = static_cast<uint32_t>(L.n - 1);
+    size_t rank_victim = 0, rank_last = 0;
+    for (size_t r = 0; r < static_cast<size_t>(L.n); ++r) {
+      rank_victim = order[r] == victim ? r : rank_victim;
+      rank_last = order[r] == last ? r : rank_last;
+    }
+    order[rank_last] = victim;
+    std::memmove(order + rank_victim, order + rank_victim + 1,
+                 (static_cast<size_t>(L.n) - 1 - rank_victim) * sizeof(uint32_t));
+    move_slot(L, base, last, victim);
+    return;
+  }
   if (order) {
     rank_of_slot_.resize(static_cast<size_t>(L.n));
     for (int r = 0; r < L.n; ++r) rank_of_slot_[order[r]] = static_cast<uint32_t>(r);
   }
-  const bool q8 = !L.key_scale.empty();
   // Fill each hole with the last live slot; descending order keeps the moved slot live.
   std::sort(victims_.begin(), victims_.end(), std::greater<>());
   int n = L.n;
@@ -246,16 +276,7 @@ void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, in
     const size_t vs = static_cast<size_t>(victim), ls = static_cast<size_t>(last);
     if (order) order[rank_of_slot_[vs]] = kDead;
     if (victim != last) {
-      const size_t dst = base + vs, src = base + ls;
-      std::memcpy(&L.keys[dst * rb], &L.keys[src * rb], rb);
-      std::memcpy(&L.values[dst * rb], &L.values[src * rb], rb);
-      if (q8) {
-        L.key_scale[dst] = L.key_scale[src];
-        L.value_scale[dst] = L.value_scale[src];
-      }
-      L.pos[dst] = L.pos[src];
-      L.score[dst] = L.score[src];
-      if (!last_mass_.empty()) last_mass_[dst] = last_mass_[src];
+      move_slot(L, base, ls, vs);
       if (order) {
         order[rank_of_slot_[ls]] = static_cast<uint32_t>(victim);
         rank_of_slot_[vs] = rank_of_slot_[ls];
