@@ -166,6 +166,7 @@ void attention(const AttentionShape& cfg, const AttentionJob& job, ThreadPool& p
 }
 
 void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jobs, ThreadPool& pool) {
+  if (jobs.empty()) return;
   const size_t heads = static_cast<size_t>(cfg.n_kv_heads);
   size_t work = 0;
   std::vector<size_t> cost(jobs.size());
@@ -174,10 +175,23 @@ void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jo
     cost[i] = static_cast<size_t>(jobs[i].n_rows) * static_cast<size_t>(jobs[i].kv.n);
     work += cost[i] * static_cast<size_t>(cfg.n_heads) * static_cast<size_t>(cfg.head_dim) * 2;
   }
-  // One task per (job, KV head): each writes its own outputs and statistics. A prefill
-  // chunk's head can cost hundreds of decode rows' heads: the costliest jobs go first and
-  // threads claim tasks as they free up, so one thread does not get every chunk head while
-  // the other runs out of decode rows.
+  // One task per (job, KV head): each writes its own outputs and statistics. Jobs of
+  // equal cost (decode rows over equally full caches, or one job) are split into one
+  // contiguous range per thread: each thread then streams one contiguous stretch of the
+  // heads' rows, with no claim per task. A prefill chunk's head can cost hundreds of decode rows' heads: then the
+  // costliest jobs go first and threads claim tasks as they free up, so one thread does
+  // not get every chunk head while the other runs out of decode rows.
+  const auto [least, most] = std::minmax_element(cost.begin(), cost.end());
+  if (*least == *most) {
+    pool.parallel_for(
+        jobs.size() * heads,
+        [&](size_t begin, size_t end) {
+          HeadScratch s;
+          for (size_t i = begin; i < end; ++i) attend_kv_head(cfg, jobs[i / heads], i % heads, s, nullptr, 0);
+        },
+        work);
+    return;
+  }
   std::vector<size_t> by_cost(jobs.size());
   for (size_t i = 0; i < by_cost.size(); ++i) by_cost[i] = i;
   std::stable_sort(by_cost.begin(), by_cost.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });

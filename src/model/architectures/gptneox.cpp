@@ -147,7 +147,7 @@ void block(const LayerContext& ctx) {
   if (!c.parallel_residual) ctx.add_to_residual(s.tmp.data());
   ctx.norm(L::FfnNorm, L::FfnNormBias, ctx.x, s.xn.data());
   ctx.linear(L::FfnUp, L::FfnUpBias, s.xn.data(), s.ffn_a.data());
-  ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(c.hidden_dim), 24,
+  ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(c.hidden_dim), 8,
                   [&](size_t b, size_t e) { gelu_erf(&s.ffn_a[b], static_cast<int>(e - b)); });
   ctx.linear(L::FfnDown, L::FfnDownBias, s.ffn_a.data(), s.tmp2.data());
   if (c.parallel_residual) ctx.add_to_residual(s.tmp.data());

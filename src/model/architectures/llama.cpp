@@ -189,7 +189,7 @@ void llama_block(const LayerContext& ctx) {
   ctx.norm(L::FfnNorm, L::FfnNormBias, x, s.xn.data());
   ctx.linear(L::FfnGate, L::FfnGateBias, s.xn.data(), s.ffn_a.data());
   ctx.linear(L::FfnUp, L::FfnUpBias, s.xn.data(), s.ffn_b.data());
-  ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(ctx.config.hidden_dim), 24,
+  ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(ctx.config.hidden_dim), 8,
                   [&](size_t b, size_t e) { swiglu(&s.ffn_a[b], &s.ffn_b[b], static_cast<int>(e - b)); });
   ctx.linear(L::FfnDown, L::FfnDownBias, s.ffn_a.data(), s.tmp.data());
   ctx.add_to_residual(s.tmp.data());
