@@ -178,9 +178,10 @@ void attention_batch(const AttentionShape& cfg, std::span<const AttentionJob> jo
   // One task per (job, KV head): each writes its own outputs and statistics. Jobs of
   // equal cost (decode rows over equally full caches, or one job) are split into one
   // contiguous range per thread: each thread then streams one contiguous stretch of the
-  // heads' rows, with no claim per task. A prefill chunk's head can cost hundreds of decode rows' heads: then the
-  // costliest jobs go first and threads claim tasks as they free up, so one thread does
-  // not get every chunk head while the other runs out of decode rows.
+  // heads' rows, with no claim per task. A prefill chunk's head can cost hundreds of
+  // decode rows' heads: then the costliest jobs go first and threads claim tasks as they
+  // free up, so one thread does not get every chunk head while the other runs out of
+  // decode rows.
   const auto [least, most] = std::minmax_element(cost.begin(), cost.end());
   if (*least == *most) {
     pool.parallel_for(

@@ -39,10 +39,9 @@ class ThreadPool {
   // Calls fn(begin, end) over a partition of [0, n) into at most size() contiguous ranges
   // and waits for all of them. `work` estimates the whole job's cost in multiply-adds: jobs
   // below the pool's min_parallel_work (kMinParallelWork unless given) run on the calling
-  // thread alone. If fn throws, the first
-  // exception is rethrown here after every range has finished. A call made while the pool
-  // is already running a job (from inside fn, or from another thread) runs fn(0, n) on the
-  // calling thread: same results, no deadlock.
+  // thread alone. If fn throws, the first exception is rethrown here after every range has
+  // finished. A call made while the pool is already running a job (from inside fn, or from
+  // another thread) runs fn(0, n) on the calling thread: same results, no deadlock.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t work = SIZE_MAX);
 
   // For independent tasks of uneven cost (a prefill chunk's heads next to decode rows'):

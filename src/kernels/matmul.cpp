@@ -30,33 +30,29 @@ class QuantizedActivations {
   QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
                        ThreadPool& pool)
       : kind_(kind), cols_(cols), qs_(n_tokens * cols) {
-    const size_t work = n_tokens * cols * 4;
-    if (kind == ActKind::Q8_K) {
+    const bool k_quants = kind == ActKind::Q8_K;
+    if (k_quants) {
       d_.resize(n_tokens * cols / 256);
       sum16_.resize(n_tokens * cols / 16);
       sum32_.resize(n_tokens * cols / 32);
-      pool.parallel_for(
-          n_tokens,
-          [&](size_t begin, size_t end) {
-            for (size_t t = begin; t < end; ++t) {
-              k.quantize_q8k(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 256,
-                             sum16_.data() + t * cols / 16, sum32_.data() + t * cols / 32);
-            }
-          },
-          work);
     } else {
       d_.resize(n_tokens * cols / 32);
       sum_.resize(n_tokens * cols / 32);
-      pool.parallel_for(
-          n_tokens,
-          [&](size_t begin, size_t end) {
-            for (size_t t = begin; t < end; ++t) {
-              k.quantize_q8(x + t * cols, cols, qs_.data() + t * cols, d_.data() + t * cols / 32,
-                            sum_.data() + t * cols / 32);
-            }
-          },
-          work);
     }
+    pool.parallel_for(
+        n_tokens,
+        [&](size_t begin, size_t end) {
+          for (size_t t = begin; t < end; ++t) {
+            int8_t* qs = qs_.data() + t * cols;
+            if (k_quants) {
+              k.quantize_q8k(x + t * cols, cols, qs, d_.data() + t * cols / 256, sum16_.data() + t * cols / 16,
+                             sum32_.data() + t * cols / 32);
+            } else {
+              k.quantize_q8(x + t * cols, cols, qs, d_.data() + t * cols / 32, sum_.data() + t * cols / 32);
+            }
+          }
+        },
+        n_tokens * cols * 4);
   }
   // Token t's row (t = 0: the whole batch, as GemmArgs takes it).
   Q8Activations token(size_t t) const {

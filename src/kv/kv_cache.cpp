@@ -219,8 +219,8 @@ void KvCache::finish_step(int layer, int64_t tokens_seen) {
   L.n = kv_.budget;
 }
 
-// Slot `from` of the head at `base` into slot `to` (from != to): rows, scales, position,
-// scores.
+// Slot `from` of the head at `base` into slot `to` (nothing when they are the same): rows,
+// scales, position, scores.
 void KvCache::move_slot(Layer& L, size_t base, size_t from, size_t to) {
   if (from == to) return;
   const size_t rb = row_bytes_, dst = base + to, src = base + from;

@@ -221,6 +221,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     const bool completes = !s.prefilling() || s.fed + n == s.req.prompt.size();
     return segments[i].logits && completes && s.req.max_tokens != 0;
   };
+  // The row the next token is sampled from: the step's last.
   const auto last_row = [&](size_t i) {
     const Sequence& s = *rows[i];
     const size_t n = s.step_tokens.size();
@@ -257,8 +258,7 @@ std::vector<SequenceEvent> BatchEngine::step() {
     // bench/throughput.h); the next chunk grows it again.
     if (was_prefill) s.cache->shrink_to_step(1);
     if (!segments[i].logits || s.prefilling()) continue;
-    // The row the next token is sampled from: the step's last.
-    const std::span<const float> last(segments[i].logits + (s.all_rows ? static_cast<size_t>(n - 1) * V : 0), V);
+    const std::span<const float> last = last_row(i);
     if (s.req.max_tokens == 0) {
       s.done = true;
       events.push_back(event(s, -1, true, "length"));
