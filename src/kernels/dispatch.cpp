@@ -98,6 +98,8 @@ const KernelTable& kernels_for(const SimdTarget& target) {
         k.axpy_f32 = &axpy_f32_reference;
         k.dot_rows_f32 = &dot_rows_f32_reference;
         k.axpy_rows_f32 = &axpy_rows_f32_reference;
+        k.softmax_f32 = &softmax_f32_reference;
+        k.swiglu_f32 = &swiglu_f32_reference;
         k.quantize_q8 = &quantize_q8_0_reference;
         k.quantize_q8k = &quantize_q8_k_reference;
       } else {

@@ -44,6 +44,10 @@ struct KernelTable {
   void (*dot_rows_f32)(const float* q, const float* rows, const uint32_t* idx, size_t m, size_t n,
                        float* out) = nullptr;
   void (*axpy_rows_f32)(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) = nullptr;
+  // In-place softmax over n >= 1 values: softmax_f32_reference's bits (reference.h).
+  void (*softmax_f32)(float* x, size_t n) = nullptr;
+  // gate[i] = silu(gate[i]) * up[i]: swiglu_f32_reference's bits.
+  void (*swiglu_f32)(float* gate, const float* up, size_t n) = nullptr;
   // Activations for the quantized products (format/types/int_dot.h), the same bits as
   // quantize_q8_0_reference / quantize_q8_k_reference: n (a multiple of 32) floats ->
   // Q8_0 values qs[n], scales d[n / 32] and block sums sum[n / 32]; n (a multiple of 256)

@@ -1,6 +1,6 @@
 // Element-wise and row-wise operations of the LLaMA forward pass. dot_f32 and axpy_f32 run
 // on the active SIMD target (dispatch.h) with the same bits as their scalar references
-// (reference.h); the others are scalar.
+// (reference.h), and so do softmax and swiglu; the others are scalar.
 #pragma once
 
 #include <cstddef>
@@ -33,10 +33,11 @@ void gelu_erf(float* x, int n);
 // x[i] = max(0, x[i])
 void relu(float* x, int n);
 
-// gate[i] = silu(gate[i]) * up[i]
+// gate[i] = silu(gate[i]) * up[i] (swiglu_f32_reference's recipe, reference.h)
 void swiglu(float* gate, const float* up, int n);
 
-// In-place softmax over n values.
+// In-place softmax over n >= 1 values in fp32 (softmax_f32_reference's recipe, reference.h;
+// the same bits on every SIMD target).
 void softmax(float* x, int n);
 
 }  // namespace h2o

@@ -3,6 +3,7 @@
 // clang-format on
 #include "kernels/reference.h"
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -47,6 +48,54 @@ void dot_rows_f32_reference(const float* q, const float* rows, const uint32_t* i
 
 void axpy_rows_f32_reference(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
   for (size_t j = 0; j < m; ++j) axpy_f32_reference(p[j], rows + idx[j] * n, y, n);
+}
+
+float exp_f32_reference(float x) {
+  if (std::isnan(x)) return x;
+  x = x < -104.0f ? -104.0f : x > 89.0f ? 89.0f : x;
+  const float fn = std::floor(1.44269504088896341f * x + 0.5f);
+  float r = x - fn * 0.693359375f;  // ln2's high part: 9 bits, so fn * it is exact
+  r = r - fn * -2.12194440e-4f;
+  const float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r2 + r + 1.0f;
+  // 2^n with n in [-150, 128] as 2^(n >> 1) * 2^(n - (n >> 1)): both factors normal.
+  const auto n = static_cast<int32_t>(fn);
+  const int32_t n1 = n >> 1, n2 = n - n1;
+  const auto pow2 = [](int32_t e) { return std::bit_cast<float>(static_cast<uint32_t>(e + 127) << 23); };
+  return y * pow2(n1) * pow2(n2);
+}
+
+void softmax_f32_reference(float* x, size_t n) {
+  float max = x[0];
+  for (size_t i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t j = 0; j < 8; ++j) {
+      x[i + j] = exp_f32_reference(x[i + j] - max);
+      lane[j] += x[i + j];
+    }
+  }
+  float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) {
+    x[i] = exp_f32_reference(x[i] - max);
+    sum += x[i];
+  }
+  for (i = 0; i < n; ++i) x[i] /= sum;
+}
+
+void swiglu_f32_reference(float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float val = gate[i];
+    val *= 1.0f / (1.0f + exp_f32_reference(-val));
+    gate[i] = val * up[i];
+  }
 }
 
 void matmul_reference(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool) {

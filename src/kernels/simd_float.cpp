@@ -84,6 +84,87 @@ void AxpyRowsF32(const float* p, const float* rows, const uint32_t* idx, size_t 
   for (size_t j = 0; j < m && i < n; ++j) AxpyF32(p[j], rows + idx[j] * n + i, y + i, n - i);
 }
 
+// ---------------------------------------------------------------- softmax
+
+// exp_f32_reference's operations on every lane (multiply then add, never fused), so its bits.
+template <class D>
+HWY_INLINE hn::Vec<D> ExpF32(D d, hn::Vec<D> in) {
+  const hn::RebindToSigned<D> di;
+  const auto x = hn::Min(hn::Max(in, hn::Set(d, -104.0f)), hn::Set(d, 89.0f));
+  const auto fn = hn::Floor(hn::Add(hn::Mul(hn::Set(d, 1.44269504088896341f), x), hn::Set(d, 0.5f)));
+  auto r = hn::Sub(x, hn::Mul(fn, hn::Set(d, 0.693359375f)));
+  r = hn::Sub(r, hn::Mul(fn, hn::Set(d, -2.12194440e-4f)));
+  const auto r2 = hn::Mul(r, r);
+  auto p = hn::Set(d, 1.9875691500e-4f);
+  p = hn::Add(hn::Mul(p, r), hn::Set(d, 1.3981999507e-3f));
+  p = hn::Add(hn::Mul(p, r), hn::Set(d, 8.3334519073e-3f));
+  p = hn::Add(hn::Mul(p, r), hn::Set(d, 4.1665795894e-2f));
+  p = hn::Add(hn::Mul(p, r), hn::Set(d, 1.6666665459e-1f));
+  p = hn::Add(hn::Mul(p, r), hn::Set(d, 5.0000001201e-1f));
+  const auto y = hn::Add(hn::Add(hn::Mul(p, r2), r), hn::Set(d, 1.0f));
+  const auto n = hn::ConvertTo(di, fn);
+  const auto n1 = hn::ShiftRight<1>(n);
+  const auto n2 = hn::Sub(n, n1);
+  const auto bias = hn::Set(di, 127);
+  const auto pow1 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n1, bias)));
+  const auto pow2 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n2, bias)));
+  // A NaN input stays NaN (Min/Max may have replaced it by a bound).
+  return hn::IfThenElse(hn::IsNaN(in), in, hn::Mul(hn::Mul(y, pow1), pow2));
+}
+
+// softmax_f32_reference: the maximum (exact in any order), e^(x - max) with the sum in
+// dot_f32's eight lanes, then one division per value.
+void SoftmaxF32(float* x, size_t n) {
+  const hn::ScalableTag<float> dw;
+  const size_t NW = hn::Lanes(dw);
+  float max = x[0];
+  size_t i = 0;
+  if (n >= NW) {
+    auto vmax = hn::LoadU(dw, x);
+    for (i = NW; i + NW <= n; i += NW) vmax = hn::Max(vmax, hn::LoadU(dw, x + i));
+    max = hn::GetLane(hn::MaxOfLanes(dw, vmax));
+  }
+  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
+
+  const hn::CappedTag<float, 8> d;
+  constexpr size_t N = hn::MaxLanes(d), kV = 8 / N;
+  const auto vm = hn::Set(d, max);
+  hn::Vec<decltype(d)> acc[kV];
+  for (auto& v : acc) v = hn::Zero(d);
+  for (i = 0; i + 8 <= n; i += 8) {
+    for (size_t v = 0; v < kV; ++v) {
+      const auto e = ExpF32(d, hn::Sub(hn::LoadU(d, x + i + v * N), vm));
+      hn::StoreU(e, d, x + i + v * N);
+      acc[v] = hn::Add(acc[v], e);
+    }
+  }
+  HWY_ALIGN float lane[8];
+  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * N);
+  float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  const hn::CappedTag<float, 1> d1;
+  for (; i < n; ++i) {
+    x[i] = hn::GetLane(ExpF32(d1, hn::Set(d1, x[i] - max)));
+    sum += x[i];
+  }
+  const auto vs = hn::Set(dw, sum);
+  for (i = 0; i + NW <= n; i += NW) hn::StoreU(hn::Div(hn::LoadU(dw, x + i), vs), dw, x + i);
+  for (; i < n; ++i) x[i] /= sum;
+}
+
+// swiglu_f32_reference lane by lane.
+void SwigluF32(float* gate, const float* up, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  const auto step = [&](auto dv, size_t at) {
+    const auto g = hn::LoadU(dv, gate + at);
+    const auto silu = hn::Mul(g, hn::Div(hn::Set(dv, 1.0f), hn::Add(hn::Set(dv, 1.0f), ExpF32(dv, hn::Neg(g)))));
+    hn::StoreU(hn::Mul(silu, hn::LoadU(dv, up + at)), dv, gate + at);
+  };
+  for (; i + N <= n; i += N) step(d, i);
+  for (; i < n; ++i) step(hn::CappedTag<float, 1>(), i);
+}
+
 // ---------------------------------------------------------------- matrix products
 
 // Vector shapes for the 16 virtual lanes: GEMM tiles use the widest vectors (up to 16
@@ -207,6 +288,8 @@ void FillFloatKernels(KernelTable& t) {
   t.axpy_f32 = &AxpyF32;
   t.dot_rows_f32 = &DotRowsF32;
   t.axpy_rows_f32 = &AxpyRowsF32;
+  t.softmax_f32 = &SoftmaxF32;
+  t.swiglu_f32 = &SwigluF32;
   t.gemm[type_slot(TensorType::F32)] = &FloatGemm<F32Weights>;
   t.gemm[type_slot(TensorType::F16)] = &FloatGemm<F16Weights>;
   t.gemm[type_slot(TensorType::BF16)] = &FloatGemm<BF16Weights>;

@@ -159,6 +159,98 @@ TEST(KernelSimd, AxpyMatchesTheReferenceBitForBit) {
   }
 }
 
+// ---------------------------------------------------------------- softmax
+
+// Distance in units in the last place between two non-negative finite floats (their bit
+// patterns are ordered like their values).
+int64_t ulps(float a, float b) { return std::abs(static_cast<int64_t>(bits(a)) - static_cast<int64_t>(bits(b))); }
+
+TEST(KernelSimd, ExpIsWithinTwoUlpOfExpInDoubleDownToTheSubnormals) {
+  // Every 97th float bit pattern in [-104, 89] (both signs' ranges), and the edges.
+  int64_t worst = 0;
+  float worst_at = 0.0f;
+  const auto check = [&](float x) {
+    const float want = static_cast<float>(std::exp(static_cast<double>(x)));
+    const float got = exp_f32_reference(x);
+    ASSERT_TRUE(std::isfinite(got) || std::isinf(want)) << x;
+    const int64_t e = ulps(got, want);
+    if (e > worst) worst = e, worst_at = x;
+  };
+  for (uint32_t b = 0; b <= bits(89.0f); b += 97) check(std::bit_cast<float>(b));
+  for (uint32_t b = 0x80000000u; b <= bits(-104.0f); b += 97) check(std::bit_cast<float>(b));
+  for (float x : {0.0f, -0.0f, 1.0f, -1.0f, 88.7f, -87.3f, -100.0f, -103.9f}) check(x);
+  EXPECT_LE(worst, 2) << "at x = " << worst_at;
+  EXPECT_EQ(exp_f32_reference(0.0f), 1.0f);
+  EXPECT_EQ(exp_f32_reference(-105.0f), 0.0f);
+  EXPECT_EQ(exp_f32_reference(-INFINITY), 0.0f);
+  EXPECT_GT(exp_f32_reference(-100.0f), 0.0f);  // subnormal, not flushed
+  EXPECT_TRUE(std::isinf(exp_f32_reference(90.0f)));
+  EXPECT_TRUE(std::isinf(exp_f32_reference(INFINITY)));
+  EXPECT_TRUE(std::isnan(exp_f32_reference(NAN)));
+}
+
+TEST(KernelSimd, SoftmaxMatchesTheReferenceBitForBitAndSumsToOne) {
+  for (const auto& t : available_simd_targets()) {
+    const KernelTable& k = kernels_for(t);
+    for (size_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 410, 1029}) {
+      // Logits of attention's spread, and some far below the maximum (subnormal and zero
+      // probabilities, which the policies' statistics tell apart).
+      auto x = random_floats(n, static_cast<uint32_t>(n), 4.0f);
+      for (size_t i = 3; i < n; i += 7) x[i] -= 95.0f + static_cast<float>(i % 13);
+      auto want = x;
+      k.softmax_f32(x.data(), n);
+      softmax_f32_reference(want.data(), n);
+      double sum = 0.0;
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(bits(x[i]), bits(want[i])) << t.name << " n=" << n << " i=" << i;
+        sum += x[i];
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-5) << t.name << " n=" << n;
+    }
+    // Infinities and NaN as the scalar code has them: -inf gets probability 0, a NaN
+    // makes the row NaN.
+    std::vector<float> x = {1.0f, -INFINITY, 2.0f, 0.5f, -INFINITY, 0.0f, 3.0f, -1.0f, 1.0f, -INFINITY};
+    auto want = x;
+    k.softmax_f32(x.data(), x.size());
+    softmax_f32_reference(want.data(), want.size());
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(bits(x[i]), bits(want[i])) << t.name << " i=" << i;
+    EXPECT_EQ(x[1], 0.0f);
+    for (size_t n : {3, 12}) {
+      std::vector<float> y(n, 0.5f);
+      y[1] = NAN;
+      k.softmax_f32(y.data(), n);
+      for (float v : y) EXPECT_TRUE(std::isnan(v)) << t.name << " n=" << n;
+    }
+  }
+}
+
+TEST(KernelSimd, SwigluMatchesTheReferenceBitForBitAndSiluInDouble) {
+  for (const auto& t : available_simd_targets()) {
+    const KernelTable& k = kernels_for(t);
+    for (size_t n : {1, 7, 8, 15, 16, 17, 33, 100, 2816}) {
+      auto gate = random_floats(n, static_cast<uint32_t>(n) + 100, 6.0f);
+      const auto up = random_floats(n, static_cast<uint32_t>(n) + 200, 2.0f);
+      const float edges[] = {0.0f, -0.0f, 120.0f, -120.0f, 89.5f, -89.5f, INFINITY, NAN};
+      for (size_t i = 0; i < n && i < 8; ++i) gate[i * 2 % n] = edges[i];
+      auto want = gate;
+      const auto before = gate;
+      k.swiglu_f32(gate.data(), up.data(), n);
+      swiglu_f32_reference(want.data(), up.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        if (std::isnan(want[i])) {  // a NaN's sign and payload are not specified by IEEE 754
+          ASSERT_TRUE(std::isnan(gate[i])) << t.name << " n=" << n << " i=" << i;
+          continue;
+        }
+        ASSERT_EQ(bits(gate[i]), bits(want[i])) << t.name << " n=" << n << " i=" << i;
+        const double g = before[i];
+        if (!std::isfinite(g)) continue;
+        const double silu = g / (1.0 + std::exp(-g));
+        EXPECT_NEAR(gate[i], silu * up[i], 8e-7 * std::fabs(silu * up[i]) + 1e-30) << t.name << " g=" << g;
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- activations
 
 std::vector<float> awkward_activations(size_t n) {
