@@ -25,11 +25,32 @@ double Sampler::next_uniform() {
 }
 
 int32_t argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[static_cast<size_t>(best)]) best = static_cast<int32_t>(i);
+  // Two passes the compiler vectorises (greedy decoding scans a 32k-152k vocabulary per
+  // token; one compare-and-reload loop was ~2% of a batched decode step): the maximum in
+  // eight explicit lanes (exact in any order), then the first index holding it. The same
+  // index as "first strictly greater" in one pass: +0 and -0 compare equal in both, and a
+  // NaN never wins (a NaN at 0 leaves every lane NaN: nothing equals it, so 0).
+  const size_t n = logits.size();
+  if (n == 0) return 0;
+  const float* x = logits.data();
+  float lane[8];
+  for (float& l : lane) l = x[0];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t j = 0; j < 8; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
   }
-  return best;
+  float max = lane[0];
+  for (size_t j = 1; j < 8; ++j) max = lane[j] > max ? lane[j] : max;
+  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
+  for (i = 0; i + 8 <= n; i += 8) {
+    bool hit = false;
+    for (size_t j = 0; j < 8; ++j) hit |= x[i + j] == max;
+    if (hit) break;
+  }
+  for (; i < n; ++i) {
+    if (x[i] == max) return static_cast<int32_t>(i);
+  }
+  return 0;
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {
