@@ -9,13 +9,18 @@
 //                                          attention reads them (dot_keys in attention.cpp):
 //                                          `absolute` keys as stored, `cache` keys rotated by
 //                                          their rank in the kept set (--kv-positions cache)
-// One thread. items/s counts multiply-adds; bytes/s counts weight bytes read.
+//   softmax/<n>/<target>                   one attention row's softmax over n scores
+//   swiglu/<n>/<target>                    one token's SwiGLU over n hidden values
+//   softmax/<n>/libm, swiglu/<n>/libm      the loops these replaced (expf per value)
+// One thread. items/s counts multiply-adds (softmax, swiglu: values); bytes/s counts
+// weight bytes read.
 //
 //   build/h2o_kernels_bench --benchmark_filter='matvec/Q8_0'
 
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -220,11 +225,53 @@ void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKern
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(hd * m));
 }
 
+// Softmax over n scores of attention's spread; SwiGLU over n values (items: values).
+void bench_softmax(benchmark::State& state, const KernelTable* k, int n) {
+  const auto x0 = random_floats(static_cast<size_t>(n), 6);
+  std::vector<float> x(x0.size());
+  for (auto _ : state) {
+    std::copy(x0.begin(), x0.end(), x.begin());
+    if (k) {
+      k->softmax_f32(x.data(), x.size());
+    } else {  // the scalar loop with expf that the kernel replaced
+      float max = x[0];
+      for (float v : x) max = v > max ? v : max;
+      float sum = 0.0f;
+      for (float& v : x) sum += (v = expf(v - max));
+      for (float& v : x) v /= sum;
+    }
+    benchmark::DoNotOptimize(x.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+
+void bench_swiglu(benchmark::State& state, const KernelTable* k, int n) {
+  const auto g0 = random_floats(static_cast<size_t>(n), 7), up = random_floats(static_cast<size_t>(n), 8);
+  std::vector<float> g(g0.size());
+  for (auto _ : state) {
+    std::copy(g0.begin(), g0.end(), g.begin());
+    if (k) {
+      k->swiglu_f32(g.data(), up.data(), g.size());
+    } else {  // the scalar loop with expf that the kernel replaced
+      for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * up[i];
+    }
+    benchmark::DoNotOptimize(g.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+
 // rows x cols: TinyLlama's wq/wo, w_gate/w_up and output (larger than the L3 cache: read
 // from memory, as decode reads every matrix), then two small ones (cache-resident).
 constexpr std::pair<int, int> kMatvecShapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}, {768, 256}, {256, 768}};
 
 void register_all() {
+  for (const int n : {410, 1024}) {
+    benchmark::RegisterBenchmark(("softmax/" + std::to_string(n) + "/libm").c_str(), bench_softmax, nullptr, n)
+        ->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::RegisterBenchmark("swiglu/2816/libm", bench_swiglu, nullptr, 2816)->Unit(benchmark::kMicrosecond);
   for (const SimdTarget& t : available_simd_targets()) {
     const KernelTable* k = &kernels_for(t);
     const std::string target(t.name);
@@ -245,6 +292,12 @@ void register_all() {
           ->Unit(benchmark::kMillisecond);
     }
     benchmark::RegisterBenchmark(("attn_dot/64x1024/" + target).c_str(), bench_attention, k, 64, 1024)
+        ->Unit(benchmark::kMicrosecond);
+    for (const int n : {410, 1024}) {
+      benchmark::RegisterBenchmark(("softmax/" + std::to_string(n) + "/" + target).c_str(), bench_softmax, k, n)
+          ->Unit(benchmark::kMicrosecond);
+    }
+    benchmark::RegisterBenchmark(("swiglu/2816/" + target).c_str(), bench_swiglu, k, 2816)
         ->Unit(benchmark::kMicrosecond);
     const KvKernelTable* kv = &kv_kernels_for(t);
     for (const int kv_type : {0, 1, 2}) {
