@@ -9,6 +9,9 @@
 //                                          attention reads them (dot_keys in attention.cpp):
 //                                          `absolute` keys as stored, `cache` keys rotated by
 //                                          their rank in the kept set (--kv-positions cache)
+//   kv_values/<kv type>/64x<slots>/<target> y += p[j] * value row j over the slots of one
+//                                          KV head, rows from memory (add_values in
+//                                          attention.cpp)
 //   softmax/<n>/<target>                   one attention row's softmax over n scores
 //   swiglu/<n>/<target>                    one token's SwiGLU over n hidden values
 //   softmax/<n>/libm, swiglu/<n>/libm      the loops these replaced (expf per value)
@@ -225,6 +228,43 @@ void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKern
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(hd * m));
 }
 
+// The value accumulation of one query row over `slots` slots of one KV head (head_dim 64,
+// all visible, in storage order), values stored as `kv_type` (0 f32, 1 f16, 2 q8); each
+// iteration takes the next of kHeads heads, so the rows come from memory (items:
+// multiply-adds).
+void bench_kv_values(benchmark::State& state, const KernelTable* k, const KvKernelTable* kv, int kv_type, int slots) {
+  constexpr size_t hd = 64;
+  const auto m = static_cast<size_t>(slots);
+  const auto values = random_floats(hd * m * kHeads, 9);
+  std::vector<uint16_t> values_f16(values.size()), scale(m * kHeads, fp32_to_fp16(4.0f / 127.0f));
+  std::vector<int8_t> values_q8(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    values_f16[i] = fp32_to_fp16(values[i]);
+    values_q8[i] = static_cast<int8_t>(std::clamp(values[i] * 127.0f / 4.0f, -127.0f, 127.0f));
+  }
+  auto p = random_floats(m, 10);
+  for (float& x : p) x = std::fabs(x) / static_cast<float>(m);
+  std::vector<uint32_t> idx(m);
+  for (uint32_t j = 0; j < m; ++j) idx[j] = j;
+  std::vector<float> y(hd);
+  size_t head = 0;
+  for (auto _ : state) {
+    head = (head + 1) % kHeads;
+    const size_t base = head * m;
+    std::fill(y.begin(), y.end(), 0.0f);
+    if (kv_type == 0) {
+      k->axpy_rows_f32(p.data(), values.data() + base * hd, idx.data(), m, hd, y.data());
+    } else if (kv_type == 1) {
+      kv->axpy_rows_f16(p.data(), values_f16.data() + base * hd, idx.data(), m, hd, y.data());
+    } else {
+      kv->axpy_rows_q8(p.data(), values_q8.data() + base * hd, scale.data() + base, idx.data(), m, hd, y.data());
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(hd * m));
+}
+
 // Softmax over n scores of attention's spread; SwiGLU over n values (items: values).
 void bench_softmax(benchmark::State& state, const KernelTable* k, int n) {
   const auto x0 = random_floats(static_cast<size_t>(n), 6);
@@ -293,6 +333,17 @@ void register_all() {
     }
     benchmark::RegisterBenchmark(("attn_dot/64x1024/" + target).c_str(), bench_attention, k, 64, 1024)
         ->Unit(benchmark::kMicrosecond);
+    for (const int kv_type : {0, 1, 2}) {
+      for (const int slots : {410, 1100}) {
+        const std::string name = std::string("kv_values/") +
+                                 (kv_type == 0   ? "f32"
+                                  : kv_type == 1 ? "f16"
+                                                 : "q8") +
+                                 "/64x" + std::to_string(slots) + "/" + target;
+        benchmark::RegisterBenchmark(name.c_str(), bench_kv_values, k, &kv_kernels_for(t), kv_type, slots)
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
     for (const int n : {410, 1024}) {
       benchmark::RegisterBenchmark(("softmax/" + std::to_string(n) + "/" + target).c_str(), bench_softmax, k, n)
           ->Unit(benchmark::kMicrosecond);

@@ -65,11 +65,17 @@ void DotRowsF32(const float* q, const float* rows, const uint32_t* idx, size_t m
   for (size_t j = 0; j < m; ++j) out[j] = DotF32(q, rows + idx[j] * n, n);
 }
 
-// y is held in registers, kY vectors at a time, while every row is added to it.
+// y is held in registers, kY vectors at a time, while every row is added to it: 64
+// values where the register file allows (a head_dim-64 row in one pass over the rows, not
+// two passes each reading half of every row), 4 vectors otherwise. Every kY gives the
+// same bits (each y[i] adds the rows in order).
+template <class D>
+constexpr size_t kAxpyVecs = hn::MaxLanes(D()) == 8 ? 8 : 4;
+
 void AxpyRowsF32(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
-  constexpr size_t kY = 4;
+  constexpr size_t kY = kAxpyVecs<decltype(d)>;
   size_t i = 0;
   for (; i + kY * N <= n; i += kY * N) {
     hn::Vec<decltype(d)> acc[kY];

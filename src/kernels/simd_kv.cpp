@@ -141,7 +141,8 @@ template <class MakeRow>
 HWY_INLINE void AxpyRows(const float* p, const MakeRow& make_row, size_t m, size_t n, float* y) {
   const DW d;
   const size_t N = hn::Lanes(d);
-  constexpr size_t kY = 4;
+  // 64 values per pass where the register file allows (see AxpyRowsF32, simd_float.cpp).
+  constexpr size_t kY = hn::MaxLanes(DW()) == 8 ? 8 : 4;
   size_t i = 0;
   for (; i + kY * N <= n; i += kY * N) {
     hn::Vec<DW> acc[kY];
