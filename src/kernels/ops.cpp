@@ -9,8 +9,8 @@ namespace h2o {
 // The float operations below follow llama2.c's run.c (powf, cosf, sinf, expf, sqrtf in
 // float); only dot products and the softmax's sum use eight lanes, and the exp of the
 // softmax and of SwiGLU is a fixed polynomial (exp_f32_reference) so that SIMD targets
-// reproduce it. Greedy output on stories260K matches the
-// reference text byte for byte (tested).
+// reproduce it. Greedy output on stories260K matches the reference text byte for byte
+// (tested).
 
 float dot_f32(const float* a, const float* b, int n) { return active_kernels().dot_f32(a, b, static_cast<size_t>(n)); }
 

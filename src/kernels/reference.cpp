@@ -21,6 +21,11 @@ float halving_sum(float* lane, size_t n) {
   return lane[0];
 }
 
+// dot_f32_reference's ending: ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)).
+float sum_eight_lanes(const float (&lane)[8]) {
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
 }  // namespace
 
 // The float operations follow llama2.c's run.c; only dot products sum in eight lanes.
@@ -33,7 +38,7 @@ float dot_f32_reference(const float* a, const float* b, size_t n) {
   for (; i + 8 <= n; i += 8) {
     for (size_t j = 0; j < 8; ++j) lane[j] += a[i + j] * b[i + j];
   }
-  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  float s = sum_eight_lanes(lane);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -82,7 +87,7 @@ void softmax_f32_reference(float* x, size_t n) {
       lane[j] += x[i + j];
     }
   }
-  float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  float sum = sum_eight_lanes(lane);
   for (; i < n; ++i) {
     x[i] = exp_f32_reference(x[i] - max);
     sum += x[i];

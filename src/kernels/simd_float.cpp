@@ -45,9 +45,7 @@ float DotF32(const float* a, const float* b, size_t n) {
       acc[v] = hn::Add(acc[v], hn::Mul(hn::LoadU(d, a + i + v * N), hn::LoadU(d, b + i + v * N)));
     }
   }
-  HWY_ALIGN float lane[8];
-  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * N);
-  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  float s = SumEightLanes(d, acc);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -65,13 +63,8 @@ void DotRowsF32(const float* q, const float* rows, const uint32_t* idx, size_t m
   for (size_t j = 0; j < m; ++j) out[j] = DotF32(q, rows + idx[j] * n, n);
 }
 
-// y is held in registers, kY vectors at a time, while every row is added to it: 64
-// values where the register file allows (a head_dim-64 row in one pass over the rows, not
-// two passes each reading half of every row), 4 vectors otherwise. Every kY gives the
-// same bits (each y[i] adds the rows in order).
-template <class D>
-constexpr size_t kAxpyVecs = hn::MaxLanes(D()) == 8 ? 8 : 4;
-
+// y is held in registers, kY vectors at a time (kAxpyVecs, simd_sum-inl.h), while every
+// row is added to it.
 void AxpyRowsF32(const float* p, const float* rows, const uint32_t* idx, size_t m, size_t n, float* y) {
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
@@ -144,9 +137,7 @@ void SoftmaxF32(float* x, size_t n) {
       acc[v] = hn::Add(acc[v], e);
     }
   }
-  HWY_ALIGN float lane[8];
-  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * N);
-  float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  float sum = SumEightLanes(d, acc);
   const hn::CappedTag<float, 1> d1;
   for (; i < n; ++i) {
     x[i] = hn::GetLane(ExpF32(d1, hn::Set(d1, x[i] - max)));

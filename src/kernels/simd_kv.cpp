@@ -25,6 +25,7 @@
 
 #include "format/tensor_type.h"
 #include "kernels/kv_kernels.h"
+#include "kernels/simd_sum-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace h2o::HWY_NAMESPACE {
@@ -94,11 +95,7 @@ HWY_INLINE void DotRowsR(const float* q, const Row* rows, size_t n, const Rotate
       for (size_t r = 0; r < R; ++r) acc[r][v] = hn::Add(acc[r][v], hn::Mul(qv, rotate(r, at, rows[r].Load(d, at))));
     }
   }
-  for (size_t r = 0; r < R; ++r) {
-    HWY_ALIGN float lane[8];
-    for (size_t v = 0; v < kV; ++v) hn::Store(acc[r][v], d, lane + v * N);
-    out[r] = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-  }
+  for (size_t r = 0; r < R; ++r) out[r] = SumEightLanes(d, acc[r]);
   if (i < n) {
     for (size_t r = 0; r < R; ++r) {
       for (size_t k = i; k < n; ++k) out[r] += q[k] * rows[r].At(k);  // only unrotated rows have a tail
@@ -141,8 +138,7 @@ template <class MakeRow>
 HWY_INLINE void AxpyRows(const float* p, const MakeRow& make_row, size_t m, size_t n, float* y) {
   const DW d;
   const size_t N = hn::Lanes(d);
-  // 64 values per pass where the register file allows (see AxpyRowsF32, simd_float.cpp).
-  constexpr size_t kY = hn::MaxLanes(DW()) == 8 ? 8 : 4;
+  constexpr size_t kY = kAxpyVecs<DW>;  // simd_sum-inl.h
   size_t i = 0;
   for (; i + kY * N <= n; i += kY * N) {
     hn::Vec<DW> acc[kY];

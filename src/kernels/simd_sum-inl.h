@@ -1,5 +1,6 @@
-// Per-target helper (Highway "-inl" header, compiled once per target): the halving sum
-// that ends every SIMD dot product, in the order the *_lanes references restate.
+// Per-target helpers (Highway "-inl" header, compiled once per target) shared by the float
+// and KV kernels: the sums that end their dot products, in the orders their scalar
+// references restate, and the register budget of their value accumulations.
 // Include after <hwy/highway.h> inside a file compiled through foreach_target.h.
 
 // Per-target include guard: toggled on each pass of foreach_target.h.
@@ -46,6 +47,23 @@ HWY_INLINE float HalvingSum(D d, const hn::Vec<D> (&acc)[kV]) {
   }
   return HalvingSum(d, part[0]);
 }
+
+// dot_f32_reference's ending: eight virtual lanes, held as kV vectors of 8 / kV lanes,
+// combined as ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)).
+template <size_t kV, class D>
+HWY_INLINE float SumEightLanes(D d, const hn::Vec<D> (&acc)[kV]) {
+  static_assert(kV * hn::MaxLanes(D()) == 8);
+  HWY_ALIGN float lane[8];
+  for (size_t v = 0; v < kV; ++v) hn::Store(acc[v], d, lane + v * hn::MaxLanes(d));
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// Vectors of y that a value accumulation (y += p[j] * row j) holds in registers while it
+// adds every row: 64 values where the register file allows (a head_dim-64 row in one pass
+// over the rows, not two passes each reading half of every row), 4 vectors otherwise.
+// Every count gives the same bits (each y[i] adds the rows in order).
+template <class D>
+constexpr size_t kAxpyVecs = hn::MaxLanes(D()) == 8 ? 8 : 4;
 
 }  // namespace h2o::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
