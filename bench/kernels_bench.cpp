@@ -156,21 +156,30 @@ void bench_attention(benchmark::State& state, const KernelTable* k, int head_dim
 // as `--kv-positions cache` reads them. Each iteration takes the next of kHeads heads, so
 // the keys come from memory, as decoding reads them (a step reads every head once).
 constexpr size_t kHeads = 512;
+
+// Rows of hd floats (values ~N(0, 1)) in the cache's other storage types: f16, and q8 with
+// one fixed scale (4 / 127) per row.
+struct StoredRows {
+  std::vector<uint16_t> f16, scale;
+  std::vector<int8_t> q8;
+};
+StoredRows stored_rows(const std::vector<float>& x, size_t hd) {
+  StoredRows r{std::vector<uint16_t>(x.size()), std::vector<uint16_t>(x.size() / hd, fp32_to_fp16(4.0f / 127.0f)),
+               std::vector<int8_t>(x.size())};
+  for (size_t i = 0; i < x.size(); ++i) {
+    r.f16[i] = fp32_to_fp16(x[i]);
+    r.q8[i] = static_cast<int8_t>(std::clamp(x[i] * 127.0f / 4.0f, -127.0f, 127.0f));
+  }
+  return r;
+}
+
 void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKernelTable* kv, int kv_type,
                      bool rank_rope, int slots, bool scattered) {
   constexpr size_t hd = 64;
   const auto m = static_cast<size_t>(slots), capacity = 2 * m;
   const auto keys = random_floats(hd * capacity * kHeads, 6);
   const auto q = random_floats(hd, 7);
-  std::vector<uint16_t> keys_f16(keys.size()), scale(capacity * kHeads);
-  std::vector<int8_t> keys_q8(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) keys_f16[i] = fp32_to_fp16(keys[i]);
-  for (size_t r = 0; r < capacity * kHeads; ++r) {
-    scale[r] = fp32_to_fp16(4.0f / 127.0f);
-    for (size_t i = 0; i < hd; ++i) {
-      keys_q8[r * hd + i] = static_cast<int8_t>(std::clamp(keys[r * hd + i] * 127.0f / 4.0f, -127.0f, 127.0f));
-    }
-  }
+  const StoredRows stored = stored_rows(keys, hd);
   std::vector<uint32_t> visible(m);
   std::mt19937 rng(8);
   std::vector<uint32_t> all(capacity);
@@ -200,9 +209,9 @@ void bench_kv_scores(benchmark::State& state, const KernelTable* k, const KvKern
     head = (head + 1) % kHeads;
     const size_t base = head * capacity;
     const float* keys_h = keys.data() + base * hd;
-    const uint16_t* keys_f16_h = keys_f16.data() + base * hd;
-    const int8_t* keys_q8_h = keys_q8.data() + base * hd;
-    const uint16_t* scale_h = scale.data() + base;
+    const uint16_t* keys_f16_h = stored.f16.data() + base * hd;
+    const int8_t* keys_q8_h = stored.q8.data() + base * hd;
+    const uint16_t* scale_h = stored.scale.data() + base;
     if (kv_type == 0) {
       if (rank_rope) {
         kv->dot_rows_rope_f32(q.data(), keys_h, visible.data(), rank.data(), m, hd, rows, scratch.data(), out.data());
@@ -236,12 +245,7 @@ void bench_kv_values(benchmark::State& state, const KernelTable* k, const KvKern
   constexpr size_t hd = 64;
   const auto m = static_cast<size_t>(slots);
   const auto values = random_floats(hd * m * kHeads, 9);
-  std::vector<uint16_t> values_f16(values.size()), scale(m * kHeads, fp32_to_fp16(4.0f / 127.0f));
-  std::vector<int8_t> values_q8(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    values_f16[i] = fp32_to_fp16(values[i]);
-    values_q8[i] = static_cast<int8_t>(std::clamp(values[i] * 127.0f / 4.0f, -127.0f, 127.0f));
-  }
+  const StoredRows stored = stored_rows(values, hd);
   auto p = random_floats(m, 10);
   for (float& x : p) x = std::fabs(x) / static_cast<float>(m);
   std::vector<uint32_t> idx(m);
@@ -255,9 +259,9 @@ void bench_kv_values(benchmark::State& state, const KernelTable* k, const KvKern
     if (kv_type == 0) {
       k->axpy_rows_f32(p.data(), values.data() + base * hd, idx.data(), m, hd, y.data());
     } else if (kv_type == 1) {
-      kv->axpy_rows_f16(p.data(), values_f16.data() + base * hd, idx.data(), m, hd, y.data());
+      kv->axpy_rows_f16(p.data(), stored.f16.data() + base * hd, idx.data(), m, hd, y.data());
     } else {
-      kv->axpy_rows_q8(p.data(), values_q8.data() + base * hd, scale.data() + base, idx.data(), m, hd, y.data());
+      kv->axpy_rows_q8(p.data(), stored.q8.data() + base * hd, stored.scale.data() + base, idx.data(), m, hd, y.data());
     }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -333,14 +337,13 @@ void register_all() {
     }
     benchmark::RegisterBenchmark(("attn_dot/64x1024/" + target).c_str(), bench_attention, k, 64, 1024)
         ->Unit(benchmark::kMicrosecond);
+    const KvKernelTable* kv = &kv_kernels_for(t);
+    const auto kv_name = [](int kv_type) { return kv_type == 0 ? "f32" : kv_type == 1 ? "f16" : "q8"; };
     for (const int kv_type : {0, 1, 2}) {
       for (const int slots : {410, 1100}) {
-        const std::string name = std::string("kv_values/") +
-                                 (kv_type == 0   ? "f32"
-                                  : kv_type == 1 ? "f16"
-                                                 : "q8") +
-                                 "/64x" + std::to_string(slots) + "/" + target;
-        benchmark::RegisterBenchmark(name.c_str(), bench_kv_values, k, &kv_kernels_for(t), kv_type, slots)
+        const std::string name =
+            std::string("kv_values/") + kv_name(kv_type) + "/64x" + std::to_string(slots) + "/" + target;
+        benchmark::RegisterBenchmark(name.c_str(), bench_kv_values, k, kv, kv_type, slots)
             ->Unit(benchmark::kMicrosecond);
       }
     }
@@ -350,16 +353,11 @@ void register_all() {
     }
     benchmark::RegisterBenchmark(("swiglu/2816/" + target).c_str(), bench_swiglu, k, 2816)
         ->Unit(benchmark::kMicrosecond);
-    const KvKernelTable* kv = &kv_kernels_for(t);
     for (const int kv_type : {0, 1, 2}) {
       for (const bool rank_rope : {false, true}) {
         for (const bool scattered : {false, true}) {
-          const std::string name = std::string("kv_scores/") +
-                                   (kv_type == 0   ? "f32"
-                                    : kv_type == 1 ? "f16"
-                                                   : "q8") +
-                                   (rank_rope ? "/cache" : "/absolute") + (scattered ? "/scattered" : "/in_order") +
-                                   "/64x410/" + target;
+          const std::string name = std::string("kv_scores/") + kv_name(kv_type) + (rank_rope ? "/cache" : "/absolute") +
+                                   (scattered ? "/scattered" : "/in_order") + "/64x410/" + target;
           benchmark::RegisterBenchmark(name.c_str(), bench_kv_scores, k, kv, kv_type, rank_rope, 410, scattered)
               ->Unit(benchmark::kMicrosecond);
         }
