@@ -3,6 +3,8 @@
 //   matvec/<type>/<rows>x<cols>/<target>   one token (kMatvecShapes), every registered type
 //   gemm64/<type>/2048x2048/<target>       64 tokens (prefill)
 //   gemm22/<type>/2048x2048/<target>       22 tokens (a batch of decoding sequences)
+//   gemm22/<type>/32000x2048/<target>      the same from memory (larger than the L3 cache,
+//                                          as a batched decode step streams every matrix)
 //   attn_dot/<head_dim>x<slots>/<target>   q.k over 1024 slots, then the value accumulation
 //   kv_scores/<kv type>/<positions>/<visit order>/64x<slots>/<target>
 //                                          q.k over the kept slots of one KV head as the
@@ -331,9 +333,11 @@ void register_all() {
       benchmark::RegisterBenchmark(("gemm64/" + tn + "/2048x2048/" + target).c_str(), bench_matmul, k, type, 2048, 2048,
                                    64)
           ->Unit(benchmark::kMillisecond);
-      benchmark::RegisterBenchmark(("gemm22/" + tn + "/2048x2048/" + target).c_str(), bench_matmul, k, type, 2048, 2048,
-                                   22)
-          ->Unit(benchmark::kMillisecond);
+      for (const int rows : {2048, 32000}) {
+        benchmark::RegisterBenchmark(("gemm22/" + tn + "/" + std::to_string(rows) + "x2048/" + target).c_str(),
+                                     bench_matmul, k, type, rows, 2048, 22)
+            ->Unit(benchmark::kMillisecond);
+      }
     }
     benchmark::RegisterBenchmark(("attn_dot/64x1024/" + target).c_str(), bench_attention, k, 64, 1024)
         ->Unit(benchmark::kMicrosecond);

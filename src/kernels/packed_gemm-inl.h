@@ -21,9 +21,12 @@
 //      float(P) * (d_w * d_a) (and - float(M) * (dmin_w * d_a)).
 // The order is int_dot.h's, lane for lane (one lane per row, no fused multiply-add), and
 // the integers are exact on every path: results are bit-identical to dot_reference.
-// Tiles: a unit is unpacked once for TT tokens (prefill); tokens go in chunks whose
-// activations stay in L2 while the groups of the thread's rows stream past; one token
-// (decode) streams its groups from memory with software prefetch.
+// Tiles: a unit is unpacked once for TT tokens (prefill, a batch of decoding sequences), the
+// last tokens of a chunk in one tile of their count; tokens go in chunks whose activations
+// stay in L2 while the groups of the thread's rows stream past; one token (decode) streams
+// its groups from memory with software prefetch. Where a pair of groups takes several
+// tiles, the second (its weights in L2 since the first) prefetches the next pair, so that
+// memory streams while the cores multiply (gemm22/Q8_0/32000x2048: 12.4 -> 8.6 ms).
 
 #if defined(H2O_KERNELS_PACKED_GEMM_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef H2O_KERNELS_PACKED_GEMM_INL_H_
@@ -373,10 +376,13 @@ HWY_INLINE void StoreRows(const GemmArgs& a, size_t g, size_t tok, size_t valid,
 HWY_INLINE void Prefetch(const uint8_t* p, size_t bytes) {
   for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T0);
 }
+HWY_INLINE void PrefetchL2(const uint8_t* p, size_t bytes) {
+  for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T1);
+}
 
 // Q8_0 kinds: group(s) g (rows 8g.., `valid` of them) against tokens t0 .. t0 + TT.
 template <IntFormat F, class V, size_t TT>
-HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid, const uint8_t* next = nullptr) {
   using I = typename V::I;
   using VF = typename V::F;
   constexpr size_t kBlock = Layout::block_bytes(F);
@@ -390,6 +396,9 @@ HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
     const size_t u = b % 4;
     if constexpr (TT == 1 && Traits<F>::kPrefetch > 0) {
       if (u == 0) Prefetch(blk + Traits<F>::kPrefetch, kBlock);
+    }
+    if (next != nullptr && u == 0) {
+      for (size_t k = 0; k < V::kGroups; ++k) PrefetchL2(next + k * stride + b / 4 * kBlock, kBlock);
     }
     I q[8], mag[8];
     LoadUnit<F, V>(blk + Layout::unit_at(F, u), stride, q);
@@ -449,7 +458,7 @@ HWY_INLINE typename V::I SubBlockDot(const uint8_t* blk, size_t stride, const in
 }
 
 template <IntFormat F, class V, size_t TT>
-HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid, const uint8_t* next = nullptr) {
   using I = typename V::I;
   using VF = typename V::F;
   constexpr size_t kBlock = Layout::block_bytes(F);
@@ -462,6 +471,9 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
   for (size_t i = 0; i < nsb; ++i) {
     const uint8_t* blk = group + i * kBlock;
     if constexpr (TT == 1 && Traits<F>::kPrefetch > 0) Prefetch(blk + Traits<F>::kPrefetch, kBlock);
+    if (next != nullptr) {
+      for (size_t k = 0; k < V::kGroups; ++k) PrefetchL2(next + k * stride + i * kBlock, kBlock);
+    }
     I P[TT];
     for (auto& v : P) v = V::Zero();
     for (size_t u = 0; u < 8; ++u) {
@@ -494,12 +506,23 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
 }
 
 template <IntFormat F, class V, size_t TT>
-HWY_INLINE void Tile(const GemmArgs& a, size_t g, size_t t0, size_t valid) {
+HWY_INLINE void Tile(const GemmArgs& a, size_t g, size_t t0, size_t valid, const uint8_t* next = nullptr) {
   if constexpr (F.act == ActKind::Q8_K) {
-    Tile256<F, V, TT>(a, g, t0, valid);
+    Tile256<F, V, TT>(a, g, t0, valid, next);
   } else {
-    Tile32<F, V, TT>(a, g, t0, valid);
+    Tile32<F, V, TT>(a, g, t0, valid, next);
   }
+}
+
+// The last r tokens (1 <= r <= TT) in one tile of exactly r: one more pass over the
+// group's weights instead of one per power of two (22 tokens: 8 + 8 + 6, not
+// 8 + 8 + 4 + 1 + 1).
+template <IntFormat F, class V, size_t TT>
+HWY_INLINE void TileRest(const GemmArgs& a, size_t g, size_t t0, size_t r, size_t valid, const uint8_t* next) {
+  if constexpr (TT > 1) {
+    if (r < TT) return TileRest<F, V, TT - 1>(a, g, t0, r, valid, next);
+  }
+  Tile<F, V, TT>(a, g, t0, valid, next);
 }
 
 // Tokens per tile: TT accumulators and a unit's 8 weight vectors fit the register file (16
@@ -525,10 +548,13 @@ void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
     if (c1 - c0 >= kPairMinTokens) {
       for (; g + 2 <= g_end; g += 2) {
         const size_t valid = std::min(2 * kRows, row_end - g * kRows);
+        // The second pass over this pair (from L2) fetches the next pair from memory.
+        const uint8_t* next = g + 4 <= g_end ? a.w + (g + 2) * a.group_bytes : nullptr;
+        size_t pass = 0;
+        const auto fetch = [&] { return pass++ == 1 ? next : nullptr; };
         size_t t = c0;
-        for (; t + 8 <= c1; t += 8) Tile<F, V512, 8>(a, g, t, valid);
-        for (; t + 4 <= c1; t += 4) Tile<F, V512, 4>(a, g, t, valid);
-        for (; t < c1; ++t) Tile<F, V512, 1>(a, g, t, valid);
+        for (; t + 8 <= c1; t += 8) Tile<F, V512, 8>(a, g, t, valid, fetch());
+        if (t < c1) TileRest<F, V512, 7>(a, g, t, c1 - t, valid, fetch());
       }
     }
 #endif
@@ -536,10 +562,7 @@ void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
       const size_t valid = std::min(kRows, row_end - g * kRows);
       size_t t = c0;
       for (; t + kTokTile <= c1; t += kTokTile) Tile<F, V256, kTokTile>(a, g, t, valid);
-      if constexpr (kTokTile > 4) {
-        for (; t + 4 <= c1; t += 4) Tile<F, V256, 4>(a, g, t, valid);
-      }
-      for (; t < c1; ++t) Tile<F, V256, 1>(a, g, t, valid);
+      if (t < c1) TileRest<F, V256, kTokTile - 1>(a, g, t, c1 - t, valid, nullptr);
     }
   }
 }

@@ -426,8 +426,13 @@ double quant_tolerance(const std::vector<float>& w, const float* x, size_t group
 // groups) and with several threads. Random blocks (every code, scale and min) and encoded
 // data.
 TEST(KernelSimd, QuantizedProductsMatchTheirReferenceOnEveryTarget) {
-  const Shape shapes32[] = {{37, 64, 1}, {37, 256, 3}, {19, 96, 9}, {64, 256, 64}, {5, 32, 5}, {13, 64, 6}, {21, 160, 70}};
-  const Shape shapes256[] = {{21, 512, 3}, {37, 256, 1}, {19, 256, 9}, {64, 512, 64}, {5, 768, 5}, {13, 256, 6}, {3, 1024, 70}};
+  // The last three: every width of the last tile (23 = 8 + 8 + 7, 18 = 8 + 8 + 2, 12 = 8 +
+  // 4; on AVX2 20 + 3, 16 + 2, 12) with enough row groups that the second pass over a pair
+  // prefetches the next one, and a partial last group.
+  const Shape shapes32[] = {{37, 64, 1}, {37, 256, 3},  {19, 96, 9},  {64, 256, 64}, {5, 32, 5},
+                            {13, 64, 6}, {21, 160, 70}, {70, 64, 23}, {45, 96, 18},  {40, 64, 12}};
+  const Shape shapes256[] = {{21, 512, 3}, {37, 256, 1},  {19, 256, 9},  {64, 512, 64}, {5, 768, 5},
+                             {13, 256, 6}, {3, 1024, 70}, {70, 256, 23}, {45, 512, 18}, {40, 256, 12}};
   for (const QuantType& q : kQuantTypes) {
     const TypeInfo& ti = traits(q.type);
     const bool k = ti.format.act == ActKind::Q8_K;
