@@ -17,6 +17,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 // clang-format on
+#include <hwy/cache_control.h>
 
 #include <algorithm>
 #include <cmath>
@@ -110,12 +111,27 @@ struct NoRotation {
   }
 };
 
+// Key rows this far ahead of the ones being dotted are fetched into the cache: a batch's
+// caches are far larger than the CPU's, so a head's keys come from memory, and the visible
+// slots skip the evicted ones, which the hardware prefetcher follows poorly
+// (kv_scores/{f16,q8}/*/in_order from memory: 1.7-2.6x faster with it). Value rows, read in
+// the same order, gained nothing from it (kv_values) and do without.
+constexpr size_t kRowsAhead = 16;
+
+template <class Row>
+HWY_INLINE void PrefetchRow(const Row& row, size_t n) {
+  const auto* p = reinterpret_cast<const uint8_t*>(row.p);
+  for (size_t b = 0; b < n * sizeof(*row.p); b += 64) hwy::Prefetch(p + b);
+}
+
 // Rows idx[0..m) four at a time, then one at a time.
 template <class MakeRow>
 HWY_INLINE void DotRows(const float* q, const MakeRow& make_row, const uint32_t* idx, size_t m, size_t n, float* out) {
   using Row = decltype(make_row(uint32_t{0}));
   size_t j = 0;
+  for (size_t a = 0; a < std::min(m, kRowsAhead); ++a) PrefetchRow(make_row(idx[a]), n);
   for (; j + 4 <= m; j += 4) {
+    for (size_t a = j + kRowsAhead; a < std::min(m, j + kRowsAhead + 4); ++a) PrefetchRow(make_row(idx[a]), n);
     const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
     DotRowsR<4>(q, rows, n, NoRotation{}, out + j);
   }
@@ -241,7 +257,9 @@ HWY_INLINE void DotRowsRope(const float* q, const MakeRow& make_row, const uint3
   const size_t n_rot = rope.n_rot, stride = 2 * n_rot;
   if (n % 8 == 0 && n_rot % 8 == 0 && (!rope.neox || n_rot % 16 == 0)) {
     size_t j = 0;
+    for (size_t a = 0; a < std::min(m, kRowsAhead); ++a) PrefetchRow(make_row(idx[a]), n);
     for (; j + 4 <= m; j += 4) {
+      for (size_t a = j + kRowsAhead; a < std::min(m, j + kRowsAhead + 4); ++a) PrefetchRow(make_row(idx[a]), n);
       const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
       const float* cs[4] = {rope.cs + rank[idx[j]] * stride, rope.cs + rank[idx[j + 1]] * stride,
                             rope.cs + rank[idx[j + 2]] * stride, rope.cs + rank[idx[j + 3]] * stride};
