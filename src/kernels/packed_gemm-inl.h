@@ -373,11 +373,10 @@ HWY_INLINE void StoreRows(const GemmArgs& a, size_t g, size_t tok, size_t valid,
   }
 }
 
+// The cache lines of [p, p + bytes) fetched toward L1 (kHint _MM_HINT_T0) or L2 (_MM_HINT_T1).
+template <auto kHint = _MM_HINT_T0>
 HWY_INLINE void Prefetch(const uint8_t* p, size_t bytes) {
-  for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T0);
-}
-HWY_INLINE void PrefetchL2(const uint8_t* p, size_t bytes) {
-  for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T1);
+  for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + l), kHint);
 }
 
 // Q8_0 kinds: group(s) g (rows 8g.., `valid` of them) against tokens t0 .. t0 + TT.
@@ -398,7 +397,7 @@ HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid, con
       if (u == 0) Prefetch(blk + Traits<F>::kPrefetch, kBlock);
     }
     if (next != nullptr && u == 0) {
-      for (size_t k = 0; k < V::kGroups; ++k) PrefetchL2(next + k * stride + b / 4 * kBlock, kBlock);
+      for (size_t k = 0; k < V::kGroups; ++k) Prefetch<_MM_HINT_T1>(next + k * stride + b / 4 * kBlock, kBlock);
     }
     I q[8], mag[8];
     LoadUnit<F, V>(blk + Layout::unit_at(F, u), stride, q);
@@ -472,7 +471,7 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid, co
     const uint8_t* blk = group + i * kBlock;
     if constexpr (TT == 1 && Traits<F>::kPrefetch > 0) Prefetch(blk + Traits<F>::kPrefetch, kBlock);
     if (next != nullptr) {
-      for (size_t k = 0; k < V::kGroups; ++k) PrefetchL2(next + k * stride + i * kBlock, kBlock);
+      for (size_t k = 0; k < V::kGroups; ++k) Prefetch<_MM_HINT_T1>(next + k * stride + i * kBlock, kBlock);
     }
     I P[TT];
     for (auto& v : P) v = V::Zero();
@@ -548,13 +547,13 @@ void PackedGemm(const GemmArgs& a, size_t row_begin, size_t row_end) {
     if (c1 - c0 >= kPairMinTokens) {
       for (; g + 2 <= g_end; g += 2) {
         const size_t valid = std::min(2 * kRows, row_end - g * kRows);
-        // The second pass over this pair (from L2) fetches the next pair from memory.
+        // The second pass over this pair (the tile at c0 + 8, its weights in L2) fetches the
+        // next pair from memory.
         const uint8_t* next = g + 4 <= g_end ? a.w + (g + 2) * a.group_bytes : nullptr;
-        size_t pass = 0;
-        const auto fetch = [&] { return pass++ == 1 ? next : nullptr; };
+        const auto fetch = [&](size_t t) { return t == c0 + 8 ? next : nullptr; };
         size_t t = c0;
-        for (; t + 8 <= c1; t += 8) Tile<F, V512, 8>(a, g, t, valid, fetch());
-        if (t < c1) TileRest<F, V512, 7>(a, g, t, c1 - t, valid, fetch());
+        for (; t + 8 <= c1; t += 8) Tile<F, V512, 8>(a, g, t, valid, fetch(t));
+        if (t < c1) TileRest<F, V512, 7>(a, g, t, c1 - t, valid, fetch(t));
       }
     }
 #endif
