@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -626,6 +627,61 @@ TEST(KvPolicyInvariants, ProtectedSetsAndOneVictimMatchASort) {
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0], want) << "trial " << trial;
   }
+}
+
+// The one-victim shortcut of h2o and tova against the general path it stands for
+// (mark_most_recent + select_lowest over the scores as doubles): the same slot wherever it
+// answers, and an answer wherever its conditions hold (a run of recent positions, scores
+// non-negative and not NaN), so the shortcut is what decoding runs. Scores come from a few
+// values (ties broken by position), with zeros and infinities; some trials plant a NaN, a
+// negative score or -0, where it must decline.
+TEST(KvPolicyInvariants, OneVictimShortcutChoosesTheGeneralPathsSlot) {
+  std::mt19937 rng(11);
+  const float values[] = {0.0f, 0.25f, 0.5f, 1.0f, 3.0f, std::numeric_limits<float>::infinity()};
+  int answered = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 60);
+    const int shape = trial % 3;  // 0: consecutive, 1: gaps everywhere, 2: a run at the top only
+    std::vector<int32_t> pos;
+    for (int i = 0; i < n; ++i)
+      pos.push_back(shape == 0 ? 50 + i : shape == 1 ? 50 + 3 * i : (i < n / 2 ? 5 * i : 1000 + i));
+    std::shuffle(pos.begin(), pos.end(), rng);
+    std::vector<float> score(static_cast<size_t>(n));
+    for (auto& x : score) x = values[rng() % std::size(values)];
+    const int plant = trial % 7;  // 0: NaN, 1: negative, 2: -0
+    if (plant <= 2) {
+      score[rng() % static_cast<size_t>(n)] = plant == 0   ? std::numeric_limits<float>::quiet_NaN()
+                                              : plant == 1 ? -0.5f
+                                                           : -0.0f;
+    }
+    const int recent = static_cast<int>(rng() % static_cast<unsigned>(n + 2));
+    SlotView v;
+    v.pos = pos.data();
+    v.score = score.data();
+    v.n = n;
+    const int got = lowest_score_outside_recent(v, score.data(), recent);
+    std::vector<int32_t> sorted = pos;
+    std::sort(sorted.begin(), sorted.end());
+    const int c = std::min(recent, n);
+    const bool run = c == 0 || sorted.back() - sorted[static_cast<size_t>(n - c)] == c - 1;
+    const bool clean = plant > 2;
+    const bool unprotected = recent < n;
+    if (run && clean && unprotected) {
+      EXPECT_GE(got, 0) << "trial " << trial;
+    } else if (!clean || !unprotected) {
+      EXPECT_EQ(got, -1) << "trial " << trial;
+    }
+    if (got < 0) continue;
+    ++answered;
+    std::vector<uint8_t> prot(static_cast<size_t>(n), 0);
+    mark_most_recent(v, recent, prot);
+    std::vector<double> key(score.begin(), score.end());
+    std::vector<int> want;
+    select_lowest(v, prot, key, 1, want);
+    ASSERT_EQ(want.size(), 1u);
+    EXPECT_EQ(got, want[0]) << "trial " << trial << " n " << n << " recent " << recent;
+  }
+  EXPECT_GT(answered, 400);  // 561 with this seed
 }
 
 TEST(KvPolicyInvariants, ResolveKvRejectsInvalidSettings) {

@@ -11,6 +11,13 @@ class H2oPolicy final : public EvictionPolicy {
   ScoreNeed score_need() const override { return ScoreNeed::Accumulated; }
   void select_victims(const SlotView& s, const EvictionSite&, int n_evict,
                       std::vector<int>& victims) const override {
+    if (n_evict == 1) {
+      const int victim = lowest_score_outside_recent(s, s.score, recent_);
+      if (victim >= 0) {
+        victims.push_back(victim);
+        return;
+      }
+    }
     std::vector<uint8_t> prot(static_cast<size_t>(s.n), 0);
     mark_most_recent(s, recent_, prot);
     std::vector<double> key(s.score, s.score + s.n);
