@@ -11,7 +11,7 @@
 namespace h2o {
 namespace {
 
-// Per-thread scratch for one KV head's rows: probabilities, visible slot indices (and,
+// Per-thread scratch for one KV head's rows: probabilities (kKvMaxQueries rows of n), visible slot indices (and,
 // under `cache` positions, each slot's rank), and the two rows a rotated key passes through.
 struct HeadScratch {
   std::vector<float> p;
@@ -20,7 +20,7 @@ struct HeadScratch {
   std::vector<int32_t> visible_pos;
   std::vector<float> rope_rows;
   void reserve(size_t n, size_t head_dim, bool observed, bool ranked) {
-    if (p.size() < n) p.resize(n);
+    if (p.size() < kKvMaxQueries * n) p.resize(kKvMaxQueries * n);
     if (visible.size() < n) visible.resize(n);
     if (ranked && slot_rank.size() < n) slot_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
@@ -87,8 +87,30 @@ void add_values(const HeadRows& r, const float* p, const uint32_t* visible, size
   }
 }
 
+// Up to kKvMaxQueries query rows of one query head that see prefixes of the same visible
+// slots can share each key and value row's widening (kv_kernels.h, the multi-query
+// entries): the rows of a prefill chunk, which see the kept slots and then the chunk's
+// slots up to their own, in storage order. `visible` holds the slots the group's latest
+// row sees; sets m[t] to what row t sees and returns false unless each is a prefix of it.
+bool visible_prefixes(const int32_t* pos, const uint32_t* visible, size_t m_all, const int32_t* q_pos, size_t nq,
+                      size_t* m) {
+  for (size_t t = 0; t < nq; ++t) {
+    size_t k = 0;
+    while (k < m_all && pos[visible[k]] <= q_pos[t]) ++k;
+    for (size_t i = k; i < m_all; ++i) {
+      if (pos[visible[i]] <= q_pos[t]) return false;
+    }
+    m[t] = k;
+  }
+  return true;
+}
+
 // All query heads of KV head `h` over all rows of one job. Writes out[row][qh*hd..] for the
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
+// Rows go kKvMaxQueries at a time through the multi-query kernels where they apply (f16 /
+// q8 rows under absolute positions, visible sets that are prefixes of each other), one at
+// a time otherwise; either way each row gets the same bits, and the statistics add the
+// rows in order.
 void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h, HeadScratch& s,
                     const AttentionObserver* observer, int layer) {
   const size_t hd = static_cast<size_t>(cfg.head_dim);
@@ -98,7 +120,6 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const KvLayerView& kv = job.kv;
   const size_t n = static_cast<size_t>(kv.n);
   s.reserve(n, hd, observer != nullptr, kv.order != nullptr);
-  float* p = s.p.data();
   const HeadRows rows{kv.type, kv.keys + h * kv.cap * kv.row_bytes, kv.values + h * kv.cap * kv.row_bytes,
                       kv.key_scale ? kv.key_scale + h * kv.cap : nullptr,
                       kv.value_scale ? kv.value_scale + h * kv.cap : nullptr};
@@ -114,35 +135,84 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   if (order) {
     for (size_t r = 0; r < n; ++r) s.slot_rank[order[r]] = static_cast<uint32_t>(r);
   }
+  const bool multi = rope == nullptr && kv.type != KvType::F32;
+  const KvKernelTable* kernels = multi ? &active_kv_kernels() : nullptr;
   float* mass = kv.mass ? kv.mass + h * kv.cap : nullptr;
   float* last = kv.last_row_mass ? kv.last_row_mass + h * kv.cap : nullptr;
+  const uint32_t* visible = s.visible.data();
+  // Row r's probabilities over its m visible slots, in p: the statistics and the observer.
+  const auto finish_probabilities = [&](size_t qh, int r, float* p, size_t m) {
+    for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
+    softmax(p, static_cast<int>(m));
+    if (observer) {
+      for (size_t j = 0; j < m; ++j) s.visible_pos[j] = pos[visible[j]];
+      (*observer)(AttentionRow{layer, static_cast<int>(qh), static_cast<int>(h), job.q_pos[r], s.visible_pos.data(), p,
+                               static_cast<int>(m)});
+    }
+    if (mass) {
+      for (size_t j = 0; j < m; ++j) mass[visible[j]] += p[j];
+    }
+    if (last && r == job.n_rows - 1) {
+      for (size_t j = 0; j < m; ++j) last[visible[j]] += p[j];
+    }
+  };
   for (int g = 0; g < group; ++g) {
     const size_t qh = h * static_cast<size_t>(group) + static_cast<size_t>(g);
-    for (int r = 0; r < job.n_rows; ++r) {
+    for (int r = 0; r < job.n_rows;) {
       const float* qv = job.q + static_cast<size_t>(r) * qd + qh * hd;
       float* o = job.out + static_cast<size_t>(r) * qd + qh * hd;
-      // Visible slots: the causal mask by absolute position.
-      size_t m = 0;
-      const uint32_t* visible = s.visible.data();
+      const size_t nq = multi ? std::min<size_t>(kKvMaxQueries, static_cast<size_t>(job.n_rows - r)) : 1;
+      if (nq > 1) {
+        // Visible slots: the causal mask by absolute position, for the group's latest row.
+        const int32_t* q_pos = job.q_pos + r;
+        const int32_t latest = *std::max_element(q_pos, q_pos + nq);
+        size_t m_all = 0;
+        for (size_t j = 0; j < n; ++j) {
+          if (pos[j] <= latest) s.visible[m_all++] = static_cast<uint32_t>(j);
+        }
+        size_t m[kKvMaxQueries] = {};
+        if (visible_prefixes(pos, visible, m_all, q_pos, nq, m)) {
+          float* p = s.p.data();
+          if (rows.type == KvType::Q8) {
+            kernels->dot_queries_q8(qv, qd, nq, reinterpret_cast<const int8_t*>(rows.keys), rows.key_scale, visible,
+                                    m_all, hd, p, n);
+          } else {
+            kernels->dot_queries_f16(qv, qd, nq, reinterpret_cast<const uint16_t*>(rows.keys), visible, m_all, hd, p,
+                                     n);
+          }
+          const float* pt[kKvMaxQueries];
+          float* yt[kKvMaxQueries];
+          size_t m_min = m_all;
+          for (size_t t = 0; t < nq; ++t) {
+            finish_probabilities(qh, r + static_cast<int>(t), p + t * n, m[t]);
+            pt[t] = p + t * n;
+            yt[t] = o + t * qd;
+            std::memset(yt[t], 0, hd * sizeof(float));
+            m_min = std::min(m_min, m[t]);
+          }
+          // The slots every row sees, for all rows at once; then each row's own further slots.
+          if (rows.type == KvType::Q8) {
+            kernels->axpy_queries_q8(pt, nq, reinterpret_cast<const int8_t*>(rows.values), rows.value_scale, visible,
+                                     m_min, hd, yt);
+          } else {
+            kernels->axpy_queries_f16(pt, nq, reinterpret_cast<const uint16_t*>(rows.values), visible, m_min, hd, yt);
+          }
+          for (size_t t = 0; t < nq; ++t) add_values(rows, pt[t] + m_min, visible + m_min, m[t] - m_min, hd, yt[t]);
+          r += static_cast<int>(nq);
+          continue;
+        }
+      }
+      // One row: its own visible slots.
+      size_t m1 = 0;
       for (size_t j = 0; j < n; ++j) {
-        if (pos[j] <= job.q_pos[r]) s.visible[m++] = static_cast<uint32_t>(j);
+        if (pos[j] <= job.q_pos[r]) s.visible[m1++] = static_cast<uint32_t>(j);
       }
-      dot_keys(rows, rope, qv, visible, order ? s.slot_rank.data() : nullptr, m, hd, s.rope_rows.data(), p);
-      for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
-      softmax(p, static_cast<int>(m));
-      if (observer) {
-        for (size_t j = 0; j < m; ++j) s.visible_pos[j] = pos[visible[j]];
-        (*observer)(AttentionRow{layer, static_cast<int>(qh), static_cast<int>(h), job.q_pos[r], s.visible_pos.data(),
-                                 p, static_cast<int>(m)});
-      }
+      float* p = s.p.data();
+      dot_keys(rows, rope, qv, visible, order ? s.slot_rank.data() : nullptr, m1, hd, s.rope_rows.data(), p);
+      finish_probabilities(qh, r, p, m1);
       std::memset(o, 0, hd * sizeof(float));
-      add_values(rows, p, visible, m, hd, o);
-      if (mass) {
-        for (size_t j = 0; j < m; ++j) mass[visible[j]] += p[j];
-      }
-      if (last && r == job.n_rows - 1) {
-        for (size_t j = 0; j < m; ++j) last[visible[j]] += p[j];
-      }
+      add_values(rows, p, visible, m1, hd, o);
+      ++r;
     }
   }
 }

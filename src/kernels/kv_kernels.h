@@ -33,6 +33,9 @@ struct KvRopeRows {
   bool neox = false;
 };
 
+// Query rows the multi-query kernels take at once.
+constexpr size_t kKvMaxQueries = 4;
+
 struct KvKernelTable {
   const char* name = "";
 
@@ -50,6 +53,18 @@ struct KvKernelTable {
                         float* y) = nullptr;
   void (*axpy_rows_q8)(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m,
                        size_t n, float* y) = nullptr;
+  // Several query rows over the same rows (a prefill chunk's rows share one head's keys
+  // and values), nq in 1..kKvMaxQueries: query t at q + t * q_stride gets out[t *
+  // out_stride + j] = what dot_rows_* gives it, j < m; y[t] += p[t][j] * row idx[j] what
+  // axpy_rows_* gives y[t]. Same bits; each row value is widened once for all nq.
+  void (*dot_queries_f16)(const float* q, size_t q_stride, size_t nq, const uint16_t* rows, const uint32_t* idx,
+                          size_t m, size_t n, float* out, size_t out_stride) = nullptr;
+  void (*dot_queries_q8)(const float* q, size_t q_stride, size_t nq, const int8_t* rows, const uint16_t* scale,
+                         const uint32_t* idx, size_t m, size_t n, float* out, size_t out_stride) = nullptr;
+  void (*axpy_queries_f16)(const float* const* p, size_t nq, const uint16_t* rows, const uint32_t* idx, size_t m,
+                           size_t n, float* const* y) = nullptr;
+  void (*axpy_queries_q8)(const float* const* p, size_t nq, const int8_t* rows, const uint16_t* scale,
+                          const uint32_t* idx, size_t m, size_t n, float* const* y) = nullptr;
   // `cache` positions: row i has rank rank[i] (indexed like scale[i]); out[j] = dot_f32(q,
   // row idx[j] dequantised, then rotated by rank rank[idx[j]]'s rotation). scratch: 2 * n
   // floats. The rows are gathered in the order the caller gives (the attention passes them

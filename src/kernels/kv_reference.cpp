@@ -103,6 +103,26 @@ void axpy_rows_q8_reference(const float* p, const int8_t* rows, const uint16_t* 
   }
 }
 
+void dot_queries_f16_reference(const float* q, size_t q_stride, size_t nq, const uint16_t* rows, const uint32_t* idx,
+                               size_t m, size_t n, float* out, size_t out_stride) {
+  for (size_t t = 0; t < nq; ++t) dot_rows_f16_reference(q + t * q_stride, rows, idx, m, n, out + t * out_stride);
+}
+
+void dot_queries_q8_reference(const float* q, size_t q_stride, size_t nq, const int8_t* rows, const uint16_t* scale,
+                              const uint32_t* idx, size_t m, size_t n, float* out, size_t out_stride) {
+  for (size_t t = 0; t < nq; ++t) dot_rows_q8_reference(q + t * q_stride, rows, scale, idx, m, n, out + t * out_stride);
+}
+
+void axpy_queries_f16_reference(const float* const* p, size_t nq, const uint16_t* rows, const uint32_t* idx, size_t m,
+                                size_t n, float* const* y) {
+  for (size_t t = 0; t < nq; ++t) axpy_rows_f16_reference(p[t], rows, idx, m, n, y[t]);
+}
+
+void axpy_queries_q8_reference(const float* const* p, size_t nq, const int8_t* rows, const uint16_t* scale,
+                               const uint32_t* idx, size_t m, size_t n, float* const* y) {
+  for (size_t t = 0; t < nq; ++t) axpy_rows_q8_reference(p[t], rows, scale, idx, m, n, y[t]);
+}
+
 void dot_rows_rope_f32_reference(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m,
                                  size_t n, const KvRopeRows& rope, float* scratch, float* out) {
   for (size_t j = 0; j < m; ++j) {
@@ -138,6 +158,10 @@ KvKernelTable kv_reference_kernels() {
   t.dot_rows_q8 = &dot_rows_q8_reference;
   t.axpy_rows_f16 = &axpy_rows_f16_reference;
   t.axpy_rows_q8 = &axpy_rows_q8_reference;
+  t.dot_queries_f16 = &dot_queries_f16_reference;
+  t.dot_queries_q8 = &dot_queries_q8_reference;
+  t.axpy_queries_f16 = &axpy_queries_f16_reference;
+  t.axpy_queries_q8 = &axpy_queries_q8_reference;
   t.dot_rows_rope_f32 = &dot_rows_rope_f32_reference;
   t.dot_rows_rope_f16 = &dot_rows_rope_f16_reference;
   t.dot_rows_rope_q8 = &dot_rows_rope_q8_reference;

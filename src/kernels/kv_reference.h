@@ -32,6 +32,15 @@ void dot_rows_q8_reference(const float* q, const int8_t* rows, const uint16_t* s
 void axpy_rows_f16_reference(const float* p, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n, float* y);
 void axpy_rows_q8_reference(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m,
                             size_t n, float* y);
+// The multi-query entries: the one-query references, query by query.
+void dot_queries_f16_reference(const float* q, size_t q_stride, size_t nq, const uint16_t* rows, const uint32_t* idx,
+                               size_t m, size_t n, float* out, size_t out_stride);
+void dot_queries_q8_reference(const float* q, size_t q_stride, size_t nq, const int8_t* rows, const uint16_t* scale,
+                              const uint32_t* idx, size_t m, size_t n, float* out, size_t out_stride);
+void axpy_queries_f16_reference(const float* const* p, size_t nq, const uint16_t* rows, const uint32_t* idx, size_t m,
+                                size_t n, float* const* y);
+void axpy_queries_q8_reference(const float* const* p, size_t nq, const int8_t* rows, const uint16_t* scale,
+                               const uint32_t* idx, size_t m, size_t n, float* const* y);
 void dot_rows_rope_f32_reference(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m,
                                  size_t n, const KvRopeRows& rope, float* scratch, float* out);
 void dot_rows_rope_f16_reference(const float* q, const uint16_t* rows, const uint32_t* idx, const uint32_t* rank,

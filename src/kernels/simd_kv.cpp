@@ -96,7 +96,11 @@ HWY_INLINE void DotRowsR(const float* q, const Row* rows, size_t n, const Rotate
       for (size_t r = 0; r < R; ++r) acc[r][v] = hn::Add(acc[r][v], hn::Mul(qv, rotate(r, at, rows[r].Load(d, at))));
     }
   }
-  for (size_t r = 0; r < R; ++r) out[r] = SumEightLanes(d, acc[r]);
+  if constexpr (R == 4) {
+    SumEightLanesX4<kV>(d, {acc[0], acc[1], acc[2], acc[3]}, out);
+  } else {
+    for (size_t r = 0; r < R; ++r) out[r] = SumEightLanes(d, acc[r]);
+  }
   if (i < n) {
     for (size_t r = 0; r < R; ++r) {
       for (size_t k = i; k < n; ++k) out[r] += q[k] * rows[r].At(k);  // only unrotated rows have a tail
@@ -141,6 +145,87 @@ HWY_INLINE void DotRows(const float* q, const MakeRow& make_row, const uint32_t*
   }
 }
 
+// DotRowsR for Q query rows (query r at q + r * q_stride) against R rows: out[r *
+// out_stride + k] = query r . row k in dot_f32's order, each the bits DotRowsR gives that
+// pair. A prefill chunk's rows all read the same keys: each key value is widened once
+// here for Q queries, where DotRowsR widens it once per query (q8: load, promote,
+// convert, scale: four of its seven operations per eight values).
+template <size_t Q, size_t R, class Row>
+HWY_INLINE void DotQueriesRowsR(const float* q, size_t q_stride, const Row* rows, size_t n, float* out,
+                                size_t out_stride) {
+  const D8 d;
+  constexpr size_t N = hn::MaxLanes(d), kV = 8 / N;
+  hn::Vec<D8> acc[Q][R][kV];
+  for (auto& a : acc) {
+    for (auto& r : a) {
+      for (auto& v : r) v = hn::Zero(d);
+    }
+  }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t v = 0; v < kV; ++v) {
+      const size_t at = i + v * N;
+      hn::Vec<D8> k[R];
+      for (size_t r = 0; r < R; ++r) k[r] = rows[r].Load(d, at);
+      for (size_t t = 0; t < Q; ++t) {
+        const auto qv = hn::LoadU(d, q + t * q_stride + at);
+        for (size_t r = 0; r < R; ++r) acc[t][r][v] = hn::Add(acc[t][r][v], hn::Mul(qv, k[r]));
+      }
+    }
+  }
+  // The Q x R sums, four at a time where they make up fours.
+  float sum[Q * R];
+  size_t s = 0;
+  for (; s + 4 <= Q * R; s += 4)
+    SumEightLanesX4<kV>(d,
+                        {acc[s / R][s % R], acc[(s + 1) / R][(s + 1) % R], acc[(s + 2) / R][(s + 2) % R],
+                         acc[(s + 3) / R][(s + 3) % R]},
+                        sum + s);
+  for (; s < Q * R; ++s) sum[s] = SumEightLanes(d, acc[s / R][s % R]);
+  for (size_t t = 0; t < Q; ++t) {
+    for (size_t r = 0; r < R; ++r) {
+      float x = sum[t * R + r];
+      for (size_t k = i; k < n; ++k) x += q[t * q_stride + k] * rows[r].At(k);
+      out[t * out_stride + r] = x;
+    }
+  }
+}
+
+// Q queries (Q <= kKvMaxQueries) against rows idx[0..m): two rows at a time (Q x 2
+// independent sums), then one.
+template <size_t Q, class MakeRow>
+HWY_INLINE void DotQueriesRows(const float* q, size_t q_stride, const MakeRow& make_row, const uint32_t* idx, size_t m,
+                               size_t n, float* out, size_t out_stride) {
+  using Row = decltype(make_row(uint32_t{0}));
+  size_t j = 0;
+  for (size_t a = 0; a < std::min(m, kRowsAhead); ++a) PrefetchRow(make_row(idx[a]), n);
+  for (; j + 2 <= m; j += 2) {
+    for (size_t a = j + kRowsAhead; a < std::min(m, j + kRowsAhead + 2); ++a) PrefetchRow(make_row(idx[a]), n);
+    const Row rows[2] = {make_row(idx[j]), make_row(idx[j + 1])};
+    DotQueriesRowsR<Q, 2>(q, q_stride, rows, n, out + j, out_stride);
+  }
+  if (j < m) {
+    const Row row = make_row(idx[j]);
+    DotQueriesRowsR<Q, 1>(q, q_stride, &row, n, out + j, out_stride);
+  }
+}
+
+// nq (1..kKvMaxQueries) queries: the instantiation for their count.
+template <class MakeRow>
+HWY_INLINE void DotQueriesRowsAny(const float* q, size_t q_stride, size_t nq, const MakeRow& make_row,
+                                  const uint32_t* idx, size_t m, size_t n, float* out, size_t out_stride) {
+  switch (nq) {
+    case 1:
+      return DotRows(q, make_row, idx, m, n, out);
+    case 2:
+      return DotQueriesRows<2>(q, q_stride, make_row, idx, m, n, out, out_stride);
+    case 3:
+      return DotQueriesRows<3>(q, q_stride, make_row, idx, m, n, out, out_stride);
+    default:
+      return DotQueriesRows<4>(q, q_stride, make_row, idx, m, n, out, out_stride);
+  }
+}
+
 template <class Row>
 HWY_INLINE float DotRow(const float* q, const Row& row, size_t n) {
   float out = 0.0f;
@@ -169,6 +254,60 @@ HWY_INLINE void AxpyRows(const float* p, const MakeRow& make_row, size_t m, size
   for (size_t j = 0; j < m && i < n; ++j) {
     const auto row = make_row(j);
     for (size_t k = i; k < n; ++k) y[k] += p[j] * row.At(k);
+  }
+}
+
+// AxpyRows for Q outputs over the same rows: y[t] += p[t][j] * row j for j in order,
+// each y[t] the bits AxpyRows gives it alone; each row value is widened once for the Q
+// outputs. kY vectors of each output are held in registers at a time (the count does not
+// change the bits: each y value adds the rows in order).
+template <size_t Q, class MakeRow>
+HWY_INLINE void AxpyQueriesRows(const float* const* p, const MakeRow& make_row, size_t m, size_t n, float* const* y) {
+  const DW d;
+  const size_t N = hn::Lanes(d);
+  // Half the vector registers (32 with 16-lane vectors, else 16) hold accumulators.
+  constexpr size_t kY = std::max<size_t>(1, (hn::MaxLanes(DW()) >= 16 ? 16 : 8) / Q);
+  size_t i = 0;
+  for (; i + kY * N <= n; i += kY * N) {
+    hn::Vec<DW> acc[Q][kY];
+    for (size_t t = 0; t < Q; ++t) {
+      for (size_t v = 0; v < kY; ++v) acc[t][v] = hn::LoadU(d, y[t] + i + v * N);
+    }
+    for (size_t j = 0; j < m; ++j) {
+      const auto row = make_row(j);
+      hn::Vec<DW> w[kY];
+      for (size_t v = 0; v < kY; ++v) w[v] = row.Load(d, i + v * N);
+      for (size_t t = 0; t < Q; ++t) {
+        const auto pv = hn::Set(d, p[t][j]);
+        for (size_t v = 0; v < kY; ++v) acc[t][v] = hn::Add(acc[t][v], hn::Mul(pv, w[v]));
+      }
+    }
+    for (size_t t = 0; t < Q; ++t) {
+      for (size_t v = 0; v < kY; ++v) hn::StoreU(acc[t][v], d, y[t] + i + v * N);
+    }
+  }
+  if (i < n) {
+    for (size_t t = 0; t < Q; ++t) {
+      for (size_t j = 0; j < m; ++j) {
+        const auto row = make_row(j);
+        for (size_t k = i; k < n; ++k) y[t][k] += p[t][j] * row.At(k);
+      }
+    }
+  }
+}
+
+template <class MakeRow>
+HWY_INLINE void AxpyQueriesRowsAny(const float* const* p, size_t nq, const MakeRow& make_row, size_t m, size_t n,
+                                   float* const* y) {
+  switch (nq) {
+    case 1:
+      return AxpyRows(p[0], make_row, m, n, y[0]);
+    case 2:
+      return AxpyQueriesRows<2>(p, make_row, m, n, y);
+    case 3:
+      return AxpyQueriesRows<3>(p, make_row, m, n, y);
+    default:
+      return AxpyQueriesRows<4>(p, make_row, m, n, y);
   }
 }
 
@@ -351,6 +490,38 @@ void AxpyRowsQ8(const float* p, const int8_t* rows, const uint16_t* scale, const
       m, n, y);
 }
 
+void DotQueriesRowsF16(const float* q, size_t q_stride, size_t nq, const uint16_t* rows, const uint32_t* idx, size_t m,
+                       size_t n, float* out, size_t out_stride) {
+  DotQueriesRowsAny(
+      q, q_stride, nq, [&](uint32_t i) { return F16Row{rows + i * n}; }, idx, m, n, out, out_stride);
+}
+
+void DotQueriesRowsQ8(const float* q, size_t q_stride, size_t nq, const int8_t* rows, const uint16_t* scale,
+                      const uint32_t* idx, size_t m, size_t n, float* out, size_t out_stride) {
+  DotQueriesRowsAny(
+      q, q_stride, nq,
+      [&](uint32_t i) {
+        return Q8Row{rows + i * n, ScaleAt(scale, i)};
+      },
+      idx, m, n, out, out_stride);
+}
+
+void AxpyQueriesRowsF16(const float* const* p, size_t nq, const uint16_t* rows, const uint32_t* idx, size_t m, size_t n,
+                        float* const* y) {
+  AxpyQueriesRowsAny(
+      p, nq, [&](size_t j) { return F16Row{rows + idx[j] * n}; }, m, n, y);
+}
+
+void AxpyQueriesRowsQ8(const float* const* p, size_t nq, const int8_t* rows, const uint16_t* scale, const uint32_t* idx,
+                       size_t m, size_t n, float* const* y) {
+  AxpyQueriesRowsAny(
+      p, nq,
+      [&](size_t j) {
+        return Q8Row{rows + idx[j] * n, ScaleAt(scale, idx[j])};
+      },
+      m, n, y);
+}
+
 void DotRowsRopeF32(const float* q, const float* rows, const uint32_t* idx, const uint32_t* rank, size_t m, size_t n,
                     const KvRopeRows& rope, float* scratch, float* out) {
   DotRowsRope(
@@ -381,6 +552,10 @@ void FillKvKernels(KvKernelTable& t) {
   t.dot_rows_q8 = &DotRowsQ8;
   t.axpy_rows_f16 = &AxpyRowsF16;
   t.axpy_rows_q8 = &AxpyRowsQ8;
+  t.dot_queries_f16 = &DotQueriesRowsF16;
+  t.dot_queries_q8 = &DotQueriesRowsQ8;
+  t.axpy_queries_f16 = &AxpyQueriesRowsF16;
+  t.axpy_queries_q8 = &AxpyQueriesRowsQ8;
   t.dot_rows_rope_f32 = &DotRowsRopeF32;
   t.dot_rows_rope_f16 = &DotRowsRopeF16;
   t.dot_rows_rope_q8 = &DotRowsRopeQ8;

@@ -58,6 +58,40 @@ HWY_INLINE float SumEightLanes(D d, const hn::Vec<D> (&acc)[kV]) {
   return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
 
+// SumEightLanes of four accumulator sets at once (out[k] for set acc[k]), the same bits.
+// After the first step each set is one four-lane vector u = [l0+l4, l1+l5, l2+l6, l3+l7];
+// adding the even lanes to the odd lanes of two such vectors gives each one's (u0+u1) and
+// (u2+u3), and a second round gives (u0+u1)+(u2+u3) for all four sets in one vector.
+// SumEightLanes stores each set and adds its lanes one by one: in a dot kernel whose rows
+// are a few vectors long, that ending was a third of the work.
+template <size_t kV, class D>
+HWY_INLINE void SumEightLanesX4(D d, const hn::Vec<D>* const (&acc)[4], float* out) {
+  static_assert(kV * hn::MaxLanes(D()) == 8);
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (hn::MaxLanes(D()) == 8 || hn::MaxLanes(D()) == 4) {
+    const hn::CappedTag<float, 4> d4;
+    hn::Vec<decltype(d4)> u[4];
+    for (size_t k = 0; k < 4; ++k) {
+      if constexpr (hn::MaxLanes(D()) == 8) {
+        const hn::Half<D> dh;
+        u[k] = hn::Add(hn::LowerHalf(dh, acc[k][0]), hn::UpperHalf(dh, acc[k][0]));
+      } else {
+        u[k] = hn::Add(acc[k][0], acc[k][1]);
+      }
+    }
+    const auto h01 = hn::Add(hn::ConcatEven(d4, u[1], u[0]), hn::ConcatOdd(d4, u[1], u[0]));
+    const auto h23 = hn::Add(hn::ConcatEven(d4, u[3], u[2]), hn::ConcatOdd(d4, u[3], u[2]));
+    hn::StoreU(hn::Add(hn::ConcatEven(d4, h23, h01), hn::ConcatOdd(d4, h23, h01)), d4, out);
+    return;
+  }
+#endif
+  for (size_t k = 0; k < 4; ++k) {
+    hn::Vec<D> a[kV];
+    for (size_t v = 0; v < kV; ++v) a[v] = acc[k][v];
+    out[k] = SumEightLanes(d, a);
+  }
+}
+
 // Vectors of y that a value accumulation (y += p[j] * row j) holds in registers while it
 // adds every row: 64 values where the register file allows (a head_dim-64 row in one pass
 // over the rows, not two passes each reading half of every row), 4 vectors otherwise.

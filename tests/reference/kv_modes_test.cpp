@@ -54,6 +54,26 @@ TEST(KvModes, CachePositionsUnderFullAreAbsolutePositionsBitForBit) {
   }
 }
 
+// Under `full` a prompt's rows see the same slots in the same order whatever the chunk,
+// and each row's attention is the same arithmetic whether it runs alone (chunk 1) or with
+// the rows beside it through the multi-query kernels (f16 / q8: kv_kernels.h): the logits
+// are the same bits for every chunk and type.
+TEST(KvModes, ChunkedPrefillIsOneTokenStepsBitForBitInEveryType) {
+  auto model = test::stories_bin();
+  const auto tokens = test::text_tokens(*model, 150);
+  for (KvType type : {KvType::F32, KvType::F16, KvType::Q8}) {
+    Session one(model, options("full", 0, 1, KvPositions::Absolute, type));
+    const auto want = test::feed_all(one, tokens, {static_cast<int>(tokens.size())});
+    for (int chunk : {2, 3, 7, 0}) {
+      Session s(model, options("full", 0, chunk, KvPositions::Absolute, type));
+      const auto got = test::feed_all(s, tokens, {static_cast<int>(tokens.size())});
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << kv_type_name(type) << " chunk " << chunk;
+    }
+  }
+}
+
 // The rank order: every live slot once, by ascending position, after every step, while
 // eviction moves slots around.
 TEST(KvModes, RankOrderListsTheLiveSlotsByPosition) {

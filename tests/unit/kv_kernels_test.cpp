@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "format/tensor_type.h"
@@ -208,6 +209,76 @@ TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
         ref.dot_rows_rope_q8(q.data(), rows.q8.data(), rows.scale.data(), idx.data(), rank.data(), m, n, rr, sb.data(),
                              b.data());
         same(a, b, "rope q8");
+      }
+    }
+  }
+}
+
+// The multi-query kernels give each query the bits the one-query scalar reference gives it
+// alone: every query count, row counts odd and even (the pairs and the single row left),
+// every head size of the test above, queries and outputs at strides wider than a row.
+TEST(KvKernels, MultiQueryKernelsGiveEachQueryItsOneQueryBits) {
+  constexpr size_t kRows = 40;
+  const std::vector<uint32_t> all = {3, 0, 39, 7, 7, 12, 25, 1, 38, 2, 19, 20, 5, 30, 31, 8, 9};
+  const KvKernelTable& ref = kv_kernels_for(SimdTarget{"scalar", 0});
+  for (size_t n : {1, 2, 7, 8, 16, 30, 32, 63, 64, 65, 96, 128}) {
+    const StoredRows rows = stored_rows(kRows, n, static_cast<uint32_t>(n) + 50);
+    const size_t q_stride = n + 3;
+    const auto q = random_floats(kKvMaxQueries * q_stride, 300 + static_cast<uint32_t>(n));
+    for (size_t m : {size_t{1}, size_t{2}, size_t{5}, all.size()}) {
+      const std::vector<uint32_t> idx(all.begin(), all.begin() + static_cast<ptrdiff_t>(m));
+      const size_t out_stride = m + 5;
+      std::vector<std::vector<float>> p;
+      for (size_t t = 0; t < kKvMaxQueries; ++t) p.push_back(random_floats(m, 400 + static_cast<uint32_t>(t)));
+      for (size_t nq = 1; nq <= kKvMaxQueries; ++nq) {
+        for (const auto& target : available_simd_targets()) {
+          const KvKernelTable& k = kv_kernels_for(target);
+          const std::string at = std::string(target.name) + " n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                                 " nq=" + std::to_string(nq);
+          for (bool q8 : {false, true}) {
+            std::vector<float> got(kKvMaxQueries * out_stride, -1.0f), want(m);
+            if (q8) {
+              k.dot_queries_q8(q.data(), q_stride, nq, rows.q8.data(), rows.scale.data(), idx.data(), m, n, got.data(),
+                               out_stride);
+            } else {
+              k.dot_queries_f16(q.data(), q_stride, nq, rows.f16.data(), idx.data(), m, n, got.data(), out_stride);
+            }
+            std::vector<std::vector<float>> ya, yb;
+            std::vector<float*> ya_ptr;
+            std::vector<const float*> p_ptr;
+            for (size_t t = 0; t < nq; ++t) {
+              ya.push_back(random_floats(n, 500 + static_cast<uint32_t>(t)));
+              yb.push_back(ya.back());
+              p_ptr.push_back(p[t].data());
+            }
+            for (auto& y : ya) ya_ptr.push_back(y.data());
+            if (q8) {
+              k.axpy_queries_q8(p_ptr.data(), nq, rows.q8.data(), rows.scale.data(), idx.data(), m, n, ya_ptr.data());
+            } else {
+              k.axpy_queries_f16(p_ptr.data(), nq, rows.f16.data(), idx.data(), m, n, ya_ptr.data());
+            }
+            for (size_t t = 0; t < nq; ++t) {
+              if (q8) {
+                ref.dot_rows_q8(q.data() + t * q_stride, rows.q8.data(), rows.scale.data(), idx.data(), m, n,
+                                want.data());
+                ref.axpy_rows_q8(p[t].data(), rows.q8.data(), rows.scale.data(), idx.data(), m, n, yb[t].data());
+              } else {
+                ref.dot_rows_f16(q.data() + t * q_stride, rows.f16.data(), idx.data(), m, n, want.data());
+                ref.axpy_rows_f16(p[t].data(), rows.f16.data(), idx.data(), m, n, yb[t].data());
+              }
+              for (size_t j = 0; j < m; ++j)
+                ASSERT_EQ(bits(got[t * out_stride + j]), bits(want[j]))
+                    << at << (q8 ? " q8" : " f16") << " dot t=" << t << " j=" << j;
+              for (size_t i = 0; i < n; ++i)
+                ASSERT_EQ(bits(ya[t][i]), bits(yb[t][i]))
+                    << at << (q8 ? " q8" : " f16") << " axpy t=" << t << " i=" << i;
+            }
+            // Nothing past the m outputs of each query, nor in the queries beyond nq.
+            for (size_t t = 0; t < kKvMaxQueries; ++t) {
+              for (size_t j = t < nq ? m : 0; j < out_stride; ++j) ASSERT_EQ(got[t * out_stride + j], -1.0f) << at;
+            }
+          }
+        }
       }
     }
   }
