@@ -1,6 +1,8 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/aligned_buffer.h"
@@ -15,13 +17,6 @@ namespace {
 // Rows per parallel task: a multiple of every kernel's row tile (8: a packed group; 16: two).
 constexpr size_t kRowGroup = 16;
 
-void run_rows(GemmFn fn, const GemmArgs& a, size_t rows, ThreadPool& pool) {
-  const size_t groups = (rows + kRowGroup - 1) / kRowGroup;
-  pool.parallel_for(
-      groups, [&](size_t begin, size_t end) { fn(a, begin * kRowGroup, std::min(rows, end * kRowGroup)); },
-      rows * a.cols * a.n_tokens);
-}
-
 // Activations of a quantized type's kind (format/types/int_dot.h), quantized once per call
 // for every token.
 class QuantizedActivations {
@@ -29,26 +24,28 @@ class QuantizedActivations {
   // Tokens are quantized on the pool's threads (each token's row alone: the same bits).
   QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
                        ThreadPool& pool)
-      : kind_(kind), cols_(cols), qs_(n_tokens * cols) {
+      : kind_(kind), cols_(cols), qs_(std::make_unique_for_overwrite<int8_t[]>(n_tokens * cols)) {
+    // Every value is written below: no zero-fill first (a prefill chunk's activations are
+    // megabytes, and each product quantizes its own).
     const bool k_quants = kind == ActKind::Q8_K;
     if (k_quants) {
-      d_.resize(n_tokens * cols / 256);
-      sum16_.resize(n_tokens * cols / 16);
-      sum32_.resize(n_tokens * cols / 32);
+      d_ = std::make_unique_for_overwrite<float[]>(n_tokens * cols / 256);
+      sum16_ = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 16);
+      sum32_ = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 32);
     } else {
-      d_.resize(n_tokens * cols / 32);
-      sum_.resize(n_tokens * cols / 32);
+      d_ = std::make_unique_for_overwrite<float[]>(n_tokens * cols / 32);
+      sum_ = std::make_unique_for_overwrite<int32_t[]>(n_tokens * cols / 32);
     }
     pool.parallel_for(
         n_tokens,
         [&](size_t begin, size_t end) {
           for (size_t t = begin; t < end; ++t) {
-            int8_t* qs = qs_.data() + t * cols;
+            int8_t* qs = qs_.get() + t * cols;
             if (k_quants) {
-              k.quantize_q8k(x + t * cols, cols, qs, d_.data() + t * cols / 256, sum16_.data() + t * cols / 16,
-                             sum32_.data() + t * cols / 32);
+              k.quantize_q8k(x + t * cols, cols, qs, d_.get() + t * cols / 256, sum16_.get() + t * cols / 16,
+                             sum32_.get() + t * cols / 32);
             } else {
-              k.quantize_q8(x + t * cols, cols, qs, d_.data() + t * cols / 32, sum_.data() + t * cols / 32);
+              k.quantize_q8(x + t * cols, cols, qs, d_.get() + t * cols / 32, sum_.get() + t * cols / 32);
             }
           }
         },
@@ -58,24 +55,25 @@ class QuantizedActivations {
   Q8Activations token(size_t t) const {
     const size_t per_d = kind_ == ActKind::Q8_K ? cols_ / 256 : cols_ / 32;
     Q8Activations a;
-    a.qs = qs_.data() + t * cols_;
-    a.d = d_.data() + t * per_d;
+    a.qs = qs_.get() + t * cols_;
+    a.d = d_.get() + t * per_d;
     if (kind_ == ActKind::Q8_K) {
-      a.sum16 = sum16_.data() + t * cols_ / 16;
-      a.sum32 = sum32_.data() + t * cols_ / 32;
+      a.sum16 = sum16_.get() + t * cols_ / 16;
+      a.sum32 = sum32_.get() + t * cols_ / 32;
     } else {
-      a.sum = sum_.data() + t * cols_ / 32;
+      a.sum = sum_.get() + t * cols_ / 32;
     }
     return a;
   }
+  ActKind kind() const { return kind_; }
 
  private:
   ActKind kind_;
   size_t cols_;
-  std::vector<int8_t> qs_;
-  std::vector<float> d_;
-  std::vector<int32_t> sum_;
-  std::vector<int16_t> sum16_, sum32_;
+  std::unique_ptr<int8_t[]> qs_;
+  std::unique_ptr<float[]> d_;
+  std::unique_ptr<int32_t[]> sum_;
+  std::unique_ptr<int16_t[]> sum16_, sum32_;
 };
 
 // A target without a kernel for the type: the type's reference product, row by row on the
@@ -106,39 +104,92 @@ void matmul(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPoo
 }
 
 void matmul(const KernelTable& k, const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool) {
+  const MatmulProduct one{&w, out};
+  matmul_many(k, std::span(&one, 1), x, n_tokens, pool);
+}
+
+void matmul_many(std::span<const MatmulProduct> products, const float* x, int n_tokens, ThreadPool& pool) {
+  matmul_many(active_kernels(), products, x, n_tokens, pool);
+}
+
+void matmul_many(const KernelTable& k, std::span<const MatmulProduct> products, const float* x, int n_tokens,
+                 ThreadPool& pool) {
+  if (products.empty()) return;
+  const int cols = products.front().w->cols;
+  for (const MatmulProduct& p : products) {
+    if (p.w->cols != cols) fail("internal: products of {} and {} columns cannot share one input", cols, p.w->cols);
+  }
   if (k.reference) {
-    matmul_reference(w, x, n_tokens, out, pool);
+    for (const MatmulProduct& p : products) matmul_reference(*p.w, x, n_tokens, p.out, pool);
     return;
   }
-  const TypeInfo& type = traits(w.type);
-  const auto rows = static_cast<size_t>(w.rows);
-  GemmArgs a;
-  a.w = w.data;
-  a.row_bytes = w.row_bytes;
-  a.cols = static_cast<size_t>(w.cols);
-  a.x = x;
-  a.n_tokens = static_cast<size_t>(n_tokens);
-  a.out = out;
-  a.out_stride = rows;
-  const GemmFn fn = k.gemm[type_slot(w.type)];
-  if (type.format.act == ActKind::Float) {
-    if (fn == nullptr) fail("no {} matrix product on SIMD target {}", type.name, k.name);
-    return run_rows(fn, a, rows, pool);
+  // Each kind of quantized activations the products need, made once for all of them (the
+  // same bits each product's own would have: every token's row is quantized alone).
+  std::optional<QuantizedActivations> quantized[2];
+  const auto activations = [&](ActKind kind) -> const QuantizedActivations& {
+    std::optional<QuantizedActivations>& q = quantized[kind == ActKind::Q8_K ? 1 : 0];
+    if (!q) q.emplace(k, kind, x, static_cast<size_t>(n_tokens), static_cast<size_t>(cols), pool);
+    return *q;
+  };
+  struct Run {
+    GemmFn fn = nullptr;
+    GemmArgs a;
+    size_t rows = 0;
+    size_t first_group = 0;  // this product's row groups in the shared task range
+    AlignedBuffer packed_copy;
+  };
+  std::vector<Run> runs;
+  runs.reserve(products.size());
+  size_t groups = 0, work = 0;
+  for (const MatmulProduct& p : products) {
+    const Matrix& w = *p.w;
+    const TypeInfo& type = traits(w.type);
+    Run r;
+    r.rows = static_cast<size_t>(w.rows);
+    r.fn = k.gemm[type_slot(w.type)];
+    r.a.w = w.data;
+    r.a.row_bytes = w.row_bytes;
+    r.a.cols = static_cast<size_t>(cols);
+    r.a.x = x;
+    r.a.n_tokens = static_cast<size_t>(n_tokens);
+    r.a.out = p.out;
+    r.a.out_stride = r.rows;
+    if (type.format.act == ActKind::Float) {
+      if (r.fn == nullptr) fail("no {} matrix product on SIMD target {}", type.name, k.name);
+    } else {
+      const QuantizedActivations& xq = activations(type.format.act);
+      if (r.fn == nullptr) {
+        reference_rows(type, w, xq, r.a.n_tokens, p.out, pool);
+        continue;
+      }
+      // Weights packed at load (a matrix made outside a model is packed here, per call).
+      const PackedShape shape = packed_shape(w.type, r.rows, r.a.cols);
+      r.a.w = w.packed;
+      if (r.a.w == nullptr) {
+        r.packed_copy = AlignedBuffer(shape.bytes());
+        pack_matrix(w.type, w.data, w.row_bytes, r.rows, r.a.cols, r.packed_copy.data(), pool);
+        r.a.w = r.packed_copy.data();
+      }
+      r.a.group_bytes = shape.group_bytes;
+      r.a.xq = xq.token(0);
+    }
+    r.first_group = groups;
+    groups += (r.rows + kRowGroup - 1) / kRowGroup;
+    work += r.rows * r.a.cols * r.a.n_tokens;
+    runs.push_back(std::move(r));
   }
-  const QuantizedActivations xq(k, type.format.act, x, a.n_tokens, a.cols, pool);
-  if (fn == nullptr) return reference_rows(type, w, xq, a.n_tokens, out, pool);
-  // Weights packed at load (a matrix made outside a model is packed here, per call).
-  const PackedShape shape = packed_shape(w.type, rows, a.cols);
-  AlignedBuffer copy;
-  a.w = w.packed;
-  if (a.w == nullptr) {
-    copy = AlignedBuffer(shape.bytes());
-    pack_matrix(w.type, w.data, w.row_bytes, rows, a.cols, copy.data(), pool);
-    a.w = copy.data();
-  }
-  a.group_bytes = shape.group_bytes;
-  a.xq = xq.token(0);
-  run_rows(fn, a, rows, pool);
+  // One parallel region over every product's row groups: the threads meet once for all the
+  // products (q, k and v; gate and up), not once per product.
+  pool.parallel_for(
+      groups,
+      [&](size_t begin, size_t end) {
+        for (const Run& r : runs) {
+          const size_t g0 = r.first_group, g1 = g0 + (r.rows + kRowGroup - 1) / kRowGroup;
+          const size_t b = std::max(begin, g0), e = std::min(end, g1);
+          if (b < e) r.fn(r.a, (b - g0) * kRowGroup, std::min(r.rows, (e - g0) * kRowGroup));
+        }
+      },
+      work);
 }
 
 }  // namespace h2o

@@ -10,10 +10,14 @@
 // same for every token count and thread count. H2O_SIMD=scalar runs matmul_reference().
 #pragma once
 
+#include <span>
+
 #include "common/thread_pool.h"
 #include "format/matrix.h"
 
 namespace h2o {
+
+struct KernelTable;
 
 // out[t][r] = sum_c w[r][c] * x[t][c]   for t < n_tokens, r < w.rows.
 // x: [n_tokens][w.cols], out: [n_tokens][w.rows].
@@ -21,8 +25,19 @@ void matmul(const Matrix& w, const float* x, int n_tokens, float* out, ThreadPoo
 
 // The same with the kernels of a given target (kernels_for() in dispatch.h): tests and
 // benchmarks compare targets in one process.
-struct KernelTable;
 void matmul(const KernelTable& kernels, const Matrix& w, const float* x, int n_tokens, float* out, ThreadPool& pool);
+
+// Several products of one input (a layer's q, k and v projections; gate and up):
+// products[i].out = x times products[i].w, each the bits matmul() gives it. The
+// activations are quantized once per kind for all of them, and one parallel region runs
+// them all. Every matrix must have the input's width.
+struct MatmulProduct {
+  const Matrix* w = nullptr;
+  float* out = nullptr;  // [n_tokens][w->rows]
+};
+void matmul_many(std::span<const MatmulProduct> products, const float* x, int n_tokens, ThreadPool& pool);
+void matmul_many(const KernelTable& kernels, std::span<const MatmulProduct> products, const float* x, int n_tokens,
+                 ThreadPool& pool);
 
 // Decodes row `r` of `w` into dst[w.cols] (embedding lookup).
 void matrix_row(const Matrix& w, int r, float* dst);

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -92,6 +93,14 @@ class LayerContext {
 
   // out[T][W.rows] = in[T][W.cols] W^T, plus the bias if the layer has it.
   void linear(LayerRole weight, LayerRole bias, const float* in, float* out) const;
+  // linear() for several projections of the same input (q, k, v; gate, up), the same bits:
+  // the input is quantized once for all of them (kernels/matmul.h, matmul_many).
+  struct Projection {
+    LayerRole weight;
+    LayerRole bias;
+    float* out;
+  };
+  void linear_many(std::initializer_list<Projection> projections, const float* in) const;
   // out[T][dim] = the config's norm (RMSNorm, or LayerNorm with the bias if present) of in.
   void norm(LayerRole weight, LayerRole bias, const float* in, float* out) const;
   // x[T][dim] += y[T][dim]

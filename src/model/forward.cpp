@@ -12,13 +12,22 @@ namespace h2o {
 // --- LayerContext: the few operations a block is written with ---
 
 void LayerContext::linear(LayerRole weight, LayerRole bias, const float* in, float* out) const {
-  const Matrix& m = w.mat(weight);
-  matmul(m, in, rows, out, pool_);
-  if (const float* b = w.vec(bias)) {
-    const size_t n = static_cast<size_t>(m.rows);
-    for (size_t t = 0; t < static_cast<size_t>(rows); ++t) {
-      float* o = out + t * n;
-      for (size_t i = 0; i < n; ++i) o[i] += b[i];
+  linear_many({{weight, bias, out}}, in);
+}
+
+void LayerContext::linear_many(std::initializer_list<Projection> projections, const float* in) const {
+  MatmulProduct products[4];
+  if (projections.size() > std::size(products)) fail("internal: at most {} projections share an input", 4);
+  size_t n = 0;
+  for (const Projection& p : projections) products[n++] = MatmulProduct{&w.mat(p.weight), p.out};
+  matmul_many(std::span(products, n), in, rows, pool_);
+  for (const Projection& p : projections) {
+    if (const float* b = w.vec(p.bias)) {
+      const size_t cols = static_cast<size_t>(w.mat(p.weight).rows);
+      for (size_t t = 0; t < static_cast<size_t>(rows); ++t) {
+        float* o = p.out + t * cols;
+        for (size_t i = 0; i < cols; ++i) o[i] += b[i];
+      }
     }
   }
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.h"
+#include "common/error.h"
 #include "common/thread_pool.h"
 #include "format/packed_quant.h"
 #include "format/tensor_type.h"
@@ -470,6 +471,47 @@ TEST(KernelSimd, QuantizedProductsMatchTheirReferenceOnEveryTarget) {
       }
     }
   }
+}
+
+// Products sharing one input (matmul_many: activations quantized once per kind, one
+// parallel region) give each product the bits matmul() gives it alone: types of both
+// activation kinds and a float type in one call, on every target (the scalar reference
+// included), with one and three threads. Matrices of another width are refused.
+TEST(KernelSimd, ProductsSharingAnInputGiveEachItsOwnBits) {
+  const int cols = 256;
+  const struct {
+    TensorType type;
+    int rows;
+  } mats[] = {{TensorType::Q8_0, 37}, {TensorType::Q4_K, 21}, {TensorType::F16, 13}, {TensorType::Q6_K, 40},
+              {TensorType::Q4_0, 16}};
+  std::vector<OwnedMatrix> owned;
+  for (const auto& m : mats) owned.push_back(random_matrix(m.type, m.rows, cols, 70 + static_cast<uint32_t>(m.rows)));
+  for (int tokens : {1, 5, 23}) {
+    const auto x = random_floats(static_cast<size_t>(tokens * cols), 71);
+    for (const auto& t : available_simd_targets()) {
+      const KernelTable& kt = kernels_for(t);
+      for (int threads : {1, 3}) {
+        std::vector<std::vector<float>> outs;
+        std::vector<MatmulProduct> products;
+        for (const auto& o : owned) outs.emplace_back(static_cast<size_t>(tokens * o.m.rows), -1.0f);
+        for (size_t i = 0; i < owned.size(); ++i) products.push_back({&owned[i].m, outs[i].data()});
+        ThreadPool pool(threads);
+        matmul_many(kt, products, x.data(), tokens, pool);
+        for (size_t i = 0; i < owned.size(); ++i) {
+          const auto alone = run_matmul(kt, owned[i].m, x, tokens);
+          ASSERT_EQ(outs[i].size(), alone.size());
+          for (size_t j = 0; j < alone.size(); ++j)
+            ASSERT_EQ(bits(outs[i][j]), bits(alone[j]))
+                << t.name << " " << traits(owned[i].m.type).name << " tokens " << tokens << " threads " << threads;
+        }
+      }
+    }
+  }
+  const auto narrow = random_matrix(TensorType::Q8_0, 8, 128, 72);
+  std::vector<float> x(256), a(37), b(8);
+  const MatmulProduct mixed[] = {{&owned[0].m, a.data()}, {&narrow.m, b.data()}};
+  ThreadPool pool(1);
+  EXPECT_THROW(matmul_many(mixed, x.data(), 1, pool), Error);
 }
 
 // Q8_0 matrices with stored -128 (never written by the encoder, valid in a file).

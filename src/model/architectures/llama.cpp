@@ -179,16 +179,17 @@ void llama_block(const LayerContext& ctx) {
   ForwardScratch& s = ctx.s;
   float* x = ctx.x;
   ctx.norm(L::AttnNorm, L::AttnNormBias, x, s.xn.data());
-  ctx.linear(L::AttnQ, L::AttnQBias, s.xn.data(), s.q.data());
-  ctx.linear(L::AttnK, L::AttnKBias, s.xn.data(), s.k.data());
-  ctx.linear(L::AttnV, L::AttnVBias, s.xn.data(), s.v.data());
+  ctx.linear_many({{L::AttnQ, L::AttnQBias, s.q.data()},
+                   {L::AttnK, L::AttnKBias, s.k.data()},
+                   {L::AttnV, L::AttnVBias, s.v.data()}},
+                  s.xn.data());
   ctx.attend(s.q.data(), s.k.data(), s.v.data(), s.att.data());
   ctx.linear(L::AttnOut, L::AttnOutBias, s.att.data(), s.tmp.data());
   ctx.add_to_residual(s.tmp.data());
 
   ctx.norm(L::FfnNorm, L::FfnNormBias, x, s.xn.data());
-  ctx.linear(L::FfnGate, L::FfnGateBias, s.xn.data(), s.ffn_a.data());
-  ctx.linear(L::FfnUp, L::FfnUpBias, s.xn.data(), s.ffn_b.data());
+  ctx.linear_many({{L::FfnGate, L::FfnGateBias, s.ffn_a.data()}, {L::FfnUp, L::FfnUpBias, s.ffn_b.data()}},
+                  s.xn.data());
   ctx.elementwise(static_cast<size_t>(ctx.rows) * static_cast<size_t>(ctx.config.hidden_dim), 8,
                   [&](size_t b, size_t e) { swiglu(&s.ffn_a[b], &s.ffn_b[b], static_cast<int>(e - b)); });
   ctx.linear(L::FfnDown, L::FfnDownBias, s.ffn_a.data(), s.tmp.data());

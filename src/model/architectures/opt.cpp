@@ -140,9 +140,10 @@ void block(const LayerContext& ctx) {
     ctx.norm(L::AttnNorm, L::AttnNormBias, ctx.x, s.xn.data());
     attn_in = s.xn.data();
   }
-  ctx.linear(L::AttnQ, L::AttnQBias, attn_in, s.q.data());
-  ctx.linear(L::AttnK, L::AttnKBias, attn_in, s.k.data());
-  ctx.linear(L::AttnV, L::AttnVBias, attn_in, s.v.data());
+  ctx.linear_many({{L::AttnQ, L::AttnQBias, s.q.data()},
+                   {L::AttnK, L::AttnKBias, s.k.data()},
+                   {L::AttnV, L::AttnVBias, s.v.data()}},
+                  attn_in);
   ctx.attend(s.q.data(), s.k.data(), s.v.data(), s.att.data());
   ctx.linear(L::AttnOut, L::AttnOutBias, s.att.data(), s.tmp.data());
   ctx.add_to_residual(s.tmp.data());
