@@ -14,6 +14,10 @@
 //   kv_values/<kv type>/64x<slots>/<target> y += p[j] * value row j over the slots of one
 //                                          KV head, rows from memory (add_values in
 //                                          attention.cpp)
+//   kv_chunk/<kv type>/<nq>q/64x<slots>x64/<target>
+//                                          a prefill chunk's scores and values in one KV
+//                                          head, 64 query rows over 666 slots in cache, nq
+//                                          rows at a time (the multi-query kernels)
 //   softmax/<n>/<target>                   one attention row's softmax over n scores
 //   swiglu/<n>/<target>                    one token's SwiGLU over n hidden values
 //   softmax/<n>/libm, swiglu/<n>/libm      the loops these replaced (expf per value)
@@ -271,6 +275,42 @@ void bench_kv_values(benchmark::State& state, const KernelTable* k, const KvKern
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(hd * m));
 }
 
+// A prefill chunk's attention in one KV head, the way attend_kv_head runs it: `rows` query
+// rows against `slots` keys and values (head_dim 64, stored as kv_type 1 f16 or 2 q8, all
+// visible, in cache: one head's rows), `nq` query rows at a time through the multi-query
+// kernels (nq = 1: the one-query kernels, as before them). Scores, then values with the
+// scores as weights (no softmax: the kernels only). Items: multiply-adds.
+void bench_kv_chunk(benchmark::State& state, const KvKernelTable* kv, int kv_type, int rows, int slots, size_t nq) {
+  constexpr size_t hd = 64;
+  const auto m = static_cast<size_t>(slots), n_rows = static_cast<size_t>(rows);
+  const StoredRows keys = stored_rows(random_floats(hd * m, 11), hd), values = stored_rows(random_floats(hd * m, 12), hd);
+  const auto q = random_floats(hd * n_rows, 13);
+  std::vector<uint32_t> idx(m);
+  for (uint32_t j = 0; j < m; ++j) idx[j] = j;
+  std::vector<float> p(kKvMaxQueries * m), y(hd * n_rows);
+  for (auto _ : state) {
+    for (size_t r = 0; r < n_rows; r += nq) {
+      const size_t k = std::min(nq, n_rows - r);
+      const float* pt[kKvMaxQueries];
+      float* yt[kKvMaxQueries];
+      for (size_t t = 0; t < k; ++t) {
+        pt[t] = p.data() + t * m;
+        yt[t] = y.data() + (r + t) * hd;
+      }
+      if (kv_type == 1) {
+        kv->dot_queries_f16(q.data() + r * hd, hd, k, keys.f16.data(), idx.data(), m, hd, p.data(), m);
+        kv->axpy_queries_f16(pt, k, values.f16.data(), idx.data(), m, hd, yt);
+      } else {
+        kv->dot_queries_q8(q.data() + r * hd, hd, k, keys.q8.data(), keys.scale.data(), idx.data(), m, hd, p.data(), m);
+        kv->axpy_queries_q8(pt, k, values.q8.data(), values.scale.data(), idx.data(), m, hd, yt);
+      }
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(2 * hd * m * n_rows));
+}
+
 // Softmax over n scores of attention's spread; SwiGLU over n values (items: values).
 void bench_softmax(benchmark::State& state, const KernelTable* k, int n) {
   const auto x0 = random_floats(static_cast<size_t>(n), 6);
@@ -348,6 +388,14 @@ void register_all() {
         const std::string name =
             std::string("kv_values/") + kv_name(kv_type) + "/64x" + std::to_string(slots) + "/" + target;
         benchmark::RegisterBenchmark(name.c_str(), bench_kv_values, k, kv, kv_type, slots)
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+    for (const int kv_type : {1, 2}) {
+      for (const size_t nq : {size_t{1}, kKvMaxQueries}) {
+        const std::string name = std::string("kv_chunk/") + kv_name(kv_type) + "/" + std::to_string(nq) +
+                                 "q/64x666x64/" + target;
+        benchmark::RegisterBenchmark(name.c_str(), bench_kv_chunk, kv, kv_type, 64, 666, nq)
             ->Unit(benchmark::kMicrosecond);
       }
     }
