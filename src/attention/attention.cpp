@@ -149,12 +149,19 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
       (*observer)(AttentionRow{layer, static_cast<int>(qh), static_cast<int>(h), job.q_pos[r], s.visible_pos.data(), p,
                                static_cast<int>(m)});
     }
-    if (mass) {
-      for (size_t j = 0; j < m; ++j) mass[visible[j]] += p[j];
-    }
-    if (last && r == job.n_rows - 1) {
-      for (size_t j = 0; j < m; ++j) last[visible[j]] += p[j];
-    }
+    // The visible slots are ascending; when the last is m - 1 they are 0 .. m - 1 (every
+    // prompt row and decode row of a cache whose slots all precede it): then the
+    // statistics add contiguously, in a loop the compiler vectorizes (the same sums).
+    const bool contiguous = m > 0 && visible[m - 1] == m - 1;
+    const auto add_to = [&](float* stat) {
+      if (contiguous) {
+        for (size_t j = 0; j < m; ++j) stat[j] += p[j];
+      } else {
+        for (size_t j = 0; j < m; ++j) stat[visible[j]] += p[j];
+      }
+    };
+    if (mass) add_to(mass);
+    if (last && r == job.n_rows - 1) add_to(last);
   };
   for (int g = 0; g < group; ++g) {
     const size_t qh = h * static_cast<size_t>(group) + static_cast<size_t>(g);
