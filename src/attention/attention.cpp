@@ -11,8 +11,9 @@
 namespace h2o {
 namespace {
 
-// Per-thread scratch for one KV head's rows: probabilities (kKvMaxQueries rows of n), visible slot indices (and,
-// under `cache` positions, each slot's rank), and the two rows a rotated key passes through.
+// Per-thread scratch for one KV head's rows: probabilities (kKvMaxQueries rows of n),
+// visible slot indices (and, under `cache` positions, each slot's rank), and the two rows
+// a rotated key passes through.
 struct HeadScratch {
   std::vector<float> p;
   std::vector<uint32_t> visible;
@@ -85,6 +86,38 @@ void add_values(const HeadRows& r, const float* p, const uint32_t* visible, size
       active_kv_kernels().axpy_rows_q8(p, reinterpret_cast<const int8_t*>(r.values), r.value_scale, visible, m, hd, y);
       return;
   }
+}
+
+// dot_keys() for nq query rows (row t at q + t * q_stride) under absolute positions, f16 /
+// q8 keys: out[t * out_stride + j].
+void dot_keys_queries(const HeadRows& r, const KvKernelTable& kv, const float* q, size_t q_stride, size_t nq,
+                      const uint32_t* visible, size_t m, size_t hd, float* out, size_t out_stride) {
+  if (r.type == KvType::Q8) {
+    kv.dot_queries_q8(q, q_stride, nq, reinterpret_cast<const int8_t*>(r.keys), r.key_scale, visible, m, hd, out,
+                      out_stride);
+  } else {
+    kv.dot_queries_f16(q, q_stride, nq, reinterpret_cast<const uint16_t*>(r.keys), visible, m, hd, out, out_stride);
+  }
+}
+
+// add_values() for nq outputs, f16 / q8 values: y[t] += p[t][j] * value of slot visible[j].
+void add_values_queries(const HeadRows& r, const KvKernelTable& kv, const float* const* p, size_t nq,
+                        const uint32_t* visible, size_t m, size_t hd, float* const* y) {
+  if (r.type == KvType::Q8) {
+    kv.axpy_queries_q8(p, nq, reinterpret_cast<const int8_t*>(r.values), r.value_scale, visible, m, hd, y);
+  } else {
+    kv.axpy_queries_f16(p, nq, reinterpret_cast<const uint16_t*>(r.values), visible, m, hd, y);
+  }
+}
+
+// The causal mask by absolute position: the slots with pos <= limit, ascending, into
+// visible; returns their count.
+size_t visible_slots(const int32_t* pos, size_t n, int32_t limit, uint32_t* visible) {
+  size_t m = 0;
+  for (size_t j = 0; j < n; ++j) {
+    if (pos[j] <= limit) visible[m++] = static_cast<uint32_t>(j);
+  }
+  return m;
 }
 
 // Up to kKvMaxQueries query rows of one query head that see prefixes of the same visible
@@ -170,23 +203,13 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
       float* o = job.out + static_cast<size_t>(r) * qd + qh * hd;
       const size_t nq = multi ? std::min<size_t>(kKvMaxQueries, static_cast<size_t>(job.n_rows - r)) : 1;
       if (nq > 1) {
-        // Visible slots: the causal mask by absolute position, for the group's latest row.
+        // The slots the group's latest row sees.
         const int32_t* q_pos = job.q_pos + r;
-        const int32_t latest = *std::max_element(q_pos, q_pos + nq);
-        size_t m_all = 0;
-        for (size_t j = 0; j < n; ++j) {
-          if (pos[j] <= latest) s.visible[m_all++] = static_cast<uint32_t>(j);
-        }
+        const size_t m_all = visible_slots(pos, n, *std::max_element(q_pos, q_pos + nq), s.visible.data());
         size_t m[kKvMaxQueries] = {};
         if (visible_prefixes(pos, visible, m_all, q_pos, nq, m)) {
           float* p = s.p.data();
-          if (rows.type == KvType::Q8) {
-            kernels->dot_queries_q8(qv, qd, nq, reinterpret_cast<const int8_t*>(rows.keys), rows.key_scale, visible,
-                                    m_all, hd, p, n);
-          } else {
-            kernels->dot_queries_f16(qv, qd, nq, reinterpret_cast<const uint16_t*>(rows.keys), visible, m_all, hd, p,
-                                     n);
-          }
+          dot_keys_queries(rows, *kernels, qv, qd, nq, visible, m_all, hd, p, n);
           const float* pt[kKvMaxQueries];
           float* yt[kKvMaxQueries];
           size_t m_min = m_all;
@@ -198,22 +221,14 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
             m_min = std::min(m_min, m[t]);
           }
           // The slots every row sees, for all rows at once; then each row's own further slots.
-          if (rows.type == KvType::Q8) {
-            kernels->axpy_queries_q8(pt, nq, reinterpret_cast<const int8_t*>(rows.values), rows.value_scale, visible,
-                                     m_min, hd, yt);
-          } else {
-            kernels->axpy_queries_f16(pt, nq, reinterpret_cast<const uint16_t*>(rows.values), visible, m_min, hd, yt);
-          }
+          add_values_queries(rows, *kernels, pt, nq, visible, m_min, hd, yt);
           for (size_t t = 0; t < nq; ++t) add_values(rows, pt[t] + m_min, visible + m_min, m[t] - m_min, hd, yt[t]);
           r += static_cast<int>(nq);
           continue;
         }
       }
       // One row: its own visible slots.
-      size_t m1 = 0;
-      for (size_t j = 0; j < n; ++j) {
-        if (pos[j] <= job.q_pos[r]) s.visible[m1++] = static_cast<uint32_t>(j);
-      }
+      const size_t m1 = visible_slots(pos, n, job.q_pos[r], s.visible.data());
       float* p = s.p.data();
       dot_keys(rows, rope, qv, visible, order ? s.slot_rank.data() : nullptr, m1, hd, s.rope_rows.data(), p);
       finish_probabilities(qh, r, p, m1);

@@ -65,7 +65,6 @@ class QuantizedActivations {
     }
     return a;
   }
-  ActKind kind() const { return kind_; }
 
  private:
   ActKind kind_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
 #include "common/check.h"
 #include "kernels/matmul.h"
@@ -17,7 +18,8 @@ void LayerContext::linear(LayerRole weight, LayerRole bias, const float* in, flo
 
 void LayerContext::linear_many(std::initializer_list<Projection> projections, const float* in) const {
   MatmulProduct products[4];
-  if (projections.size() > std::size(products)) fail("internal: at most {} projections share an input", 4);
+  if (projections.size() > std::size(products))
+    fail("internal: at most {} projections share an input", std::size(products));
   size_t n = 0;
   for (const Projection& p : projections) products[n++] = MatmulProduct{&w.mat(p.weight), p.out};
   matmul_many(std::span(products, n), in, rows, pool_);
