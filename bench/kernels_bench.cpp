@@ -18,6 +18,9 @@
 //                                          a prefill chunk's scores and values in one KV
 //                                          head, 64 query rows over 666 slots in cache, nq
 //                                          rows at a time (the multi-query kernels)
+//   evict_scan/<slots>/<target>            h2o's one victim per (layer, KV head) and
+//                                          decode step: the lowest accumulated score outside
+//                                          the recent half (lowest_outside_recent)
 //   softmax/<n>/<target>                   one attention row's softmax over n scores
 //   swiglu/<n>/<target>                    one token's SwiGLU over n hidden values
 //   softmax/<n>/libm, swiglu/<n>/libm      the loops these replaced (expf per value)
@@ -153,6 +156,23 @@ void bench_attention(benchmark::State& state, const KernelTable* k, int head_dim
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * head_dim * slots);
+}
+
+// One decode step's eviction scan in one KV head of h2o: `slots` slots (the budget + the
+// new token) in storage order after earlier evictions refilled holes (positions shuffled),
+// accumulated scores ~|N(0, 1)|, the most recent half protected. Items: slots.
+void bench_evict_scan(benchmark::State& state, const KvKernelTable* kv, int slots) {
+  const auto n = static_cast<size_t>(slots);
+  std::vector<int32_t> pos(n);
+  for (size_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(1000 + i);
+  std::mt19937 rng(12);
+  std::shuffle(pos.begin(), pos.end(), rng);
+  auto score = random_floats(n, 13);
+  for (float& x : score) x = std::fabs(x);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(kv->lowest_outside_recent(score.data(), pos.data(), n, slots / 2));
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * slots);
 }
 
 // Scores of one query against `slots` kept keys of one KV head (head_dim 64), the keys
@@ -399,6 +419,8 @@ void register_all() {
             ->Unit(benchmark::kMicrosecond);
       }
     }
+    benchmark::RegisterBenchmark(("evict_scan/411/" + target).c_str(), bench_evict_scan, kv, 411)
+        ->Unit(benchmark::kMicrosecond);
     for (const int n : {410, 1024}) {
       benchmark::RegisterBenchmark(("softmax/" + std::to_string(n) + "/" + target).c_str(), bench_softmax, k, n)
           ->Unit(benchmark::kMicrosecond);

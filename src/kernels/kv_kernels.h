@@ -76,6 +76,13 @@ struct KvKernelTable {
   void (*dot_rows_rope_q8)(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx,
                            const uint32_t* rank, size_t m, size_t n, const KvRopeRows& rope, float* scratch,
                            float* out) = nullptr;
+
+  // Eviction's one-victim scan over a head's n slots (score[i], pos[i]): with the `recent`
+  // highest positions protected, the unprotected slot of lowest (score, position), or -1
+  // where the scan does not apply: the protected positions are not a run of consecutive
+  // ones, a score is NaN or has its sign bit set, a position is negative, or no slot is
+  // unprotected (lowest_outside_recent_reference states it; kv/policy.h uses it).
+  int (*lowest_outside_recent)(const float* score, const int32_t* pos, size_t n, int recent) = nullptr;
 };
 
 // The KV kernels of an available SIMD target (dispatch.h); of the active one.

@@ -4,8 +4,11 @@
 #include "kernels/kv_reference.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "format/tensor_type.h"
@@ -150,6 +153,34 @@ void dot_rows_rope_q8_reference(const float* q, const int8_t* rows, const uint16
   }
 }
 
+int lowest_outside_recent_reference(const float* score, const int32_t* pos, size_t n, int recent) {
+  const size_t count = static_cast<size_t>(std::clamp<int64_t>(recent, 0, static_cast<int64_t>(n)));
+  int64_t edge = std::numeric_limits<int64_t>::max();
+  if (count > 0) {
+    int32_t top = pos[0];
+    for (size_t i = 1; i < n; ++i) top = std::max(top, pos[i]);
+    edge = static_cast<int64_t>(top) - static_cast<int64_t>(count - 1);
+  }
+  uint64_t best = std::numeric_limits<uint64_t>::max();
+  bool bad = false;
+  size_t in_run = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t bits = std::bit_cast<uint32_t>(score[i]);
+    bad = bad || bits > 0x7f800000u || pos[i] < 0;  // NaN or sign bit set; negative position
+    if (pos[i] >= edge) {
+      ++in_run;
+    } else {
+      best = std::min(best, static_cast<uint64_t>(bits) << 32 | static_cast<uint32_t>(pos[i]));
+    }
+  }
+  if (bad || in_run != count || best == std::numeric_limits<uint64_t>::max()) return -1;
+  const auto victim = static_cast<int32_t>(best & 0xffffffffu);
+  for (size_t i = 0; i < n; ++i) {
+    if (pos[i] == victim) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 KvKernelTable kv_reference_kernels() {
   KvKernelTable t;
   t.name = "scalar";
@@ -165,6 +196,7 @@ KvKernelTable kv_reference_kernels() {
   t.dot_rows_rope_f32 = &dot_rows_rope_f32_reference;
   t.dot_rows_rope_f16 = &dot_rows_rope_f16_reference;
   t.dot_rows_rope_q8 = &dot_rows_rope_q8_reference;
+  t.lowest_outside_recent = &lowest_outside_recent_reference;
   return t;
 }
 

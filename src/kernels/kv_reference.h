@@ -48,6 +48,12 @@ void dot_rows_rope_f16_reference(const float* q, const uint16_t* rows, const uin
 void dot_rows_rope_q8_reference(const float* q, const int8_t* rows, const uint16_t* scale, const uint32_t* idx,
                                 const uint32_t* rank, size_t m, size_t n, const KvRopeRows& rope, float* scratch,
                                 float* out);
+// The one-victim eviction scan (KvKernelTable::lowest_outside_recent). For a non-negative,
+// non-NaN float the bits order like the value, so (score bits, position) as one 64-bit key
+// orders the slots by score, then older position first, as the policies' removal order
+// does; the protected slots are those at or beyond max position - recent + 1, which are
+// the `recent` most recent exactly when that many lie there (counted).
+int lowest_outside_recent_reference(const float* score, const int32_t* pos, size_t n, int recent);
 
 // The table of these references (the `scalar` target).
 KvKernelTable kv_reference_kernels();

@@ -20,8 +20,10 @@
 #include <hwy/cache_control.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "format/tensor_type.h"
@@ -544,6 +546,90 @@ void DotRowsRopeQ8(const float* q, const int8_t* rows, const uint16_t* scale, co
       idx, rank, m, n, rope, scratch, out);
 }
 
+// lowest_outside_recent_reference's answer in vector passes over the slots (its one
+// branch-free 64-bit minimum per slot has no vector form below AVX-512): the largest
+// position and the refusals; the lowest score bits outside the protected run, and the
+// run's count; the oldest position among the unprotected slots with those bits; its slot.
+// Scores that pass the refusals are non-negative floats, whose bits order as int32 the
+// way the values do, so a signed minimum over the bits finds the lowest score.
+int LowestOutsideRecent(const float* score, const int32_t* pos, size_t n, int recent) {
+  const hn::ScalableTag<int32_t> di;
+  const hn::RebindToUnsigned<decltype(di)> du;
+  const size_t N = hn::Lanes(di);
+  const auto bits_at = [&](size_t i) { return hn::LoadU(di, reinterpret_cast<const int32_t*>(score + i)); };
+  const auto bits_of = [&](size_t i) { return std::bit_cast<int32_t>(score[i]); };
+  constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
+  const size_t count = static_cast<size_t>(std::clamp<int64_t>(recent, 0, static_cast<int64_t>(n)));
+  const size_t n_vec = n / N * N;
+
+  // 1. The largest position; any NaN or sign-bit score, any negative position.
+  auto top_v = hn::Set(di, std::numeric_limits<int32_t>::min());
+  auto bad_v = hn::Zero(du);
+  const auto inf_bits = hn::Set(du, 0x7f800000u);
+  for (size_t i = 0; i < n_vec; i += N) {
+    const auto p = hn::LoadU(di, pos + i);
+    top_v = hn::Max(top_v, p);
+    const auto bad_score = hn::VecFromMask(du, hn::Gt(hn::BitCast(du, bits_at(i)), inf_bits));
+    bad_v = hn::Or(bad_v, hn::Or(bad_score, hn::ShiftRight<31>(hn::BitCast(du, p))));
+  }
+  int32_t top = n_vec > 0 ? hn::GetLane(hn::MaxOfLanes(di, top_v)) : std::numeric_limits<int32_t>::min();
+  bool bad = n_vec > 0 && !hn::AllTrue(du, hn::Eq(bad_v, hn::Zero(du)));
+  for (size_t i = n_vec; i < n; ++i) {
+    top = std::max(top, pos[i]);
+    bad = bad || std::bit_cast<uint32_t>(score[i]) > 0x7f800000u || pos[i] < 0;
+  }
+  if (bad || n == 0) return -1;
+
+  // 2. Positions at or beyond the edge are protected (none when count is 0); the lowest
+  // score bits among the others, and how many are protected.
+  const bool guard = count > 0;
+  const int32_t edge = guard ? static_cast<int32_t>(static_cast<int64_t>(top) - static_cast<int64_t>(count - 1)) : 0;
+  // (p >= edge as p > edge - 1: Highway has no integer Ge; edge > -n, so no overflow.)
+  const auto below_edge_v = hn::Set(di, edge - 1), none_v = hn::Set(di, kNone);
+  const auto protect = [&](auto p) { return guard ? hn::Gt(p, below_edge_v) : hn::Lt(p, hn::Zero(di)); };
+  auto low_v = none_v;
+  auto in_run_v = hn::Zero(di);
+  for (size_t i = 0; i < n_vec; i += N) {
+    const auto prot = protect(hn::LoadU(di, pos + i));
+    low_v = hn::Min(low_v, hn::IfThenElse(prot, none_v, bits_at(i)));
+    in_run_v = hn::Sub(in_run_v, hn::VecFromMask(di, prot));
+  }
+  int32_t low = n_vec > 0 ? hn::GetLane(hn::MinOfLanes(di, low_v)) : kNone;
+  size_t in_run = n_vec > 0 ? static_cast<size_t>(hn::GetLane(hn::SumOfLanes(di, in_run_v))) : 0;
+  for (size_t i = n_vec; i < n; ++i) {
+    if (guard && pos[i] >= edge) {
+      ++in_run;
+    } else {
+      low = std::min(low, bits_of(i));
+    }
+  }
+  if (in_run != count || low == kNone) return -1;
+
+  // 3. The oldest unprotected position with those bits: the reference's 64-bit minimum.
+  const auto low_bits = hn::Set(di, low);
+  auto oldest_v = none_v;
+  for (size_t i = 0; i < n_vec; i += N) {
+    const auto p = hn::LoadU(di, pos + i);
+    const auto match = hn::AndNot(protect(p), hn::Eq(bits_at(i), low_bits));
+    oldest_v = hn::Min(oldest_v, hn::IfThenElse(match, p, none_v));
+  }
+  int32_t victim = n_vec > 0 ? hn::GetLane(hn::MinOfLanes(di, oldest_v)) : kNone;
+  for (size_t i = n_vec; i < n; ++i) {
+    if (!(guard && pos[i] >= edge) && bits_of(i) == low) victim = std::min(victim, pos[i]);
+  }
+
+  // 4. Its slot: the first with that position.
+  const auto victim_v = hn::Set(di, victim);
+  for (size_t i = 0; i < n_vec; i += N) {
+    const intptr_t k = hn::FindFirstTrue(di, hn::Eq(hn::LoadU(di, pos + i), victim_v));
+    if (k >= 0) return static_cast<int>(i + static_cast<size_t>(k));
+  }
+  for (size_t i = n_vec; i < n; ++i) {
+    if (pos[i] == victim) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 void FillKvKernels(KvKernelTable& t) {
@@ -559,6 +645,7 @@ void FillKvKernels(KvKernelTable& t) {
   t.dot_rows_rope_f32 = &DotRowsRopeF32;
   t.dot_rows_rope_f16 = &DotRowsRopeF16;
   t.dot_rows_rope_q8 = &DotRowsRopeQ8;
+  t.lowest_outside_recent = &LowestOutsideRecent;
 }
 
 }  // namespace h2o::HWY_NAMESPACE

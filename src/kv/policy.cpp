@@ -1,11 +1,10 @@
 #include "kv/policy.h"
 
 #include <algorithm>
-#include <bit>
 #include <functional>
-#include <limits>
 
 #include "common/check.h"
+#include "kernels/kv_kernels.h"
 #include "kv/policies/policies.h"
 
 namespace h2o {
@@ -50,38 +49,8 @@ void select_lowest(const SlotView& slots, const std::vector<uint8_t>& protected_
 }
 
 int lowest_score_outside_recent(const SlotView& slots, const float* score, int recent) {
-  const int n = slots.n;
-  const int32_t* pos = slots.pos;
-  const int count = std::clamp(recent, 0, n);
-  // Positions at or beyond the edge are protected: the `count` highest when they are a run
-  // (checked below by counting them), as in mark_by_position()'s first path.
-  int64_t edge = std::numeric_limits<int64_t>::max();
-  if (count > 0) {
-    int32_t top = pos[0];
-    for (int i = 1; i < n; ++i) top = std::max(top, pos[i]);
-    edge = static_cast<int64_t>(top) - (count - 1);
-  }
-  // For a non-negative, non-NaN float the bits order like the value, so (score bits,
-  // position) as one 64-bit key orders the slots as select_lowest()'s (key, position)
-  // comparison does, and the minimum needs no branch per slot.
-  uint64_t best = std::numeric_limits<uint64_t>::max();
-  uint32_t bad = 0;
-  int in_run = 0;
-  for (int i = 0; i < n; ++i) {
-    const uint32_t bits = std::bit_cast<uint32_t>(score[i]);
-    const uint32_t p = static_cast<uint32_t>(pos[i]);
-    bad |= static_cast<uint32_t>(bits > 0x7f800000u) | (p >> 31);  // NaN, sign bit set; negative position
-    const bool prot = pos[i] >= edge;
-    in_run += prot ? 1 : 0;
-    const uint64_t key = static_cast<uint64_t>(bits) << 32 | p;
-    best = prot ? best : std::min(best, key);
-  }
-  if (bad != 0 || in_run != count || best == std::numeric_limits<uint64_t>::max()) return -1;
-  const int32_t victim_pos = static_cast<int32_t>(best & 0xffffffffu);
-  for (int i = 0; i < n; ++i) {
-    if (pos[i] == victim_pos) return i;
-  }
-  return -1;
+  if (slots.n <= 0) return -1;
+  return active_kv_kernels().lowest_outside_recent(score, slots.pos, static_cast<size_t>(slots.n), recent);
 }
 
 namespace {

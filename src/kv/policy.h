@@ -52,12 +52,13 @@ std::unique_ptr<EvictionPolicy> make_policy(const KvResolved& kv);
 void select_lowest(const SlotView& slots, const std::vector<uint8_t>& protected_mask,
                    const std::vector<double>& key, int n_evict, std::vector<int>& victims);
 // select_lowest() for one victim keyed by a float score (h2o's accumulated mass, tova's
-// last-row mass) with mark_most_recent(recent) protected, in two passes and no allocation:
-// decoding evicts one slot per (layer, KV head) per step, and the general path (a mask, a
-// copy of the keys as doubles, a branch per slot on random scores) was ~10% of a batched
-// decode step. Returns the slot the general path would choose, or -1 where this path does
-// not apply (the recent positions are not a run, a score is negative or NaN, a position
-// negative, no slot unprotected); the caller then takes the general path.
+// last-row mass) with mark_most_recent(recent) protected, in vector passes and no
+// allocation (the KV kernels' lowest_outside_recent): decoding evicts one slot per (layer,
+// KV head) per step, and the general path (a mask, a copy of the keys as doubles, a branch
+// per slot on random scores) was ~10% of a batched decode step. Returns the slot the
+// general path would choose, or -1 where this path does not apply (the recent positions
+// are not a run, a score is negative or NaN, a position negative, no slot unprotected);
+// the caller then takes the general path.
 int lowest_score_outside_recent(const SlotView& slots, const float* score, int recent);
 // Marks the `count` slots with the highest positions (most recent) or lowest (sinks).
 void mark_most_recent(const SlotView& slots, int count, std::vector<uint8_t>& mask);

@@ -20,6 +20,8 @@
 
 #include "common/error.h"
 #include "fixtures/family_refs.h"
+#include "kernels/dispatch.h"
+#include "kernels/kv_kernels.h"
 #include "kv/kv_config.h"
 #include "kv/policy.h"
 #include "reference/naive_llama.h"
@@ -632,15 +634,18 @@ TEST(KvPolicyInvariants, ProtectedSetsAndOneVictimMatchASort) {
 // The one-victim shortcut of h2o and tova against the general path it stands for
 // (mark_most_recent + select_lowest over the scores as doubles): the same slot wherever it
 // answers, and an answer wherever its conditions hold (a run of recent positions, scores
-// non-negative and not NaN), so the shortcut is what decoding runs. Scores come from a few
-// values (ties broken by position), with zeros and infinities; some trials plant a NaN, a
-// negative score or -0, where it must decline.
+// non-negative and not NaN), so the shortcut is what decoding runs; and every SIMD
+// target's scan (the KV kernels' lowest_outside_recent) gives the answer the scalar
+// reference gives, -1 included. Scores come from a few values (ties broken by position),
+// with zeros and infinities; some trials plant a NaN, a negative score or -0, where it
+// must decline. Sizes cover whole vectors and tails, and a decode step's 411 slots.
 TEST(KvPolicyInvariants, OneVictimShortcutChoosesTheGeneralPathsSlot) {
   std::mt19937 rng(11);
   const float values[] = {0.0f, 0.25f, 0.5f, 1.0f, 3.0f, std::numeric_limits<float>::infinity()};
   int answered = 0;
+  const KvKernelTable& scalar = kv_kernels_for(SimdTarget{"scalar", 0});
   for (int trial = 0; trial < 2000; ++trial) {
-    const int n = 1 + static_cast<int>(rng() % 60);
+    const int n = trial % 10 == 9 ? 400 + static_cast<int>(rng() % 20) : 1 + static_cast<int>(rng() % 60);
     const int shape = trial % 3;  // 0: consecutive, 1: gaps everywhere, 2: a run at the top only
     std::vector<int32_t> pos;
     for (int i = 0; i < n; ++i)
@@ -654,12 +659,17 @@ TEST(KvPolicyInvariants, OneVictimShortcutChoosesTheGeneralPathsSlot) {
                                               : plant == 1 ? -0.5f
                                                            : -0.0f;
     }
-    const int recent = static_cast<int>(rng() % static_cast<unsigned>(n + 2));
+    const int recent = trial % 10 == 9 ? n / 2 : static_cast<int>(rng() % static_cast<unsigned>(n + 2));
     SlotView v;
     v.pos = pos.data();
     v.score = score.data();
     v.n = n;
     const int got = lowest_score_outside_recent(v, score.data(), recent);
+    const int want_scan = scalar.lowest_outside_recent(score.data(), pos.data(), pos.size(), recent);
+    for (const auto& t : available_simd_targets()) {
+      EXPECT_EQ(kv_kernels_for(t).lowest_outside_recent(score.data(), pos.data(), pos.size(), recent), want_scan)
+          << t.name << " trial " << trial << " n " << n << " recent " << recent;
+    }
     std::vector<int32_t> sorted = pos;
     std::sort(sorted.begin(), sorted.end());
     const int c = std::min(recent, n);
