@@ -52,10 +52,11 @@ struct ThroughputResult {
   Spread ttft_s;                     // per sequence: start of the run to its first token
 };
 
-// How much KV memory a batch needs: admission counts what is kept. Between steps a
-// bounded cache holds B + 1 slots (a decoding step appends one); a prefill step of T
-// tokens grows it to B + T for that step only (BatchEngine shrinks it back after every
-// prefill step), and one engine step prefills at most max(max_step_tokens, chunk) tokens
+// How much KV memory a batch needs: admission counts what is kept. A decoding bounded
+// cache holds B + 1 slots (a decoding step appends one); a prefill step of T tokens grows
+// it to B + T, kept while its prompt is fed in chunks of consecutive steps (BatchEngine
+// shrinks it back after the last chunk, and at the start of any step that does not take
+// its next chunk), and one engine step prefills at most max(max_step_tokens, chunk) tokens
 // over all its sequences. So n sequences need n x (B + 1) slots plus the chunk scratch of
 // the sequences prefilling in one step: min(max(max_step_tokens, chunk), n x chunk) - 1
 // slots (the first prefilling sequence's extra slot is its own "+ 1"). `full` holds the

@@ -264,9 +264,11 @@ TEST_P(BatchEquality, PromptLogprobsEqualPerplexityPerToken) {
   }
 }
 
-// Admission counts what is kept (bench/throughput.h, KvPlan): between steps a bounded cache
-// holds B + 1 slots, and only the sequences prefilling in a step hold their chunk's slots,
-// so the live caches never exceed n x (B + 1) plus one step's chunk scratch.
+// Admission counts what is kept (bench/throughput.h, KvPlan): a decoding bounded cache
+// holds B + 1 slots, and only the sequences prefilling in a step hold their chunk's slots
+// (kept between the chunks of one prompt, given back after the last), so the live caches
+// never exceed n x (B + 1) plus one step's chunk scratch, and once every sequence decodes
+// they hold n x (B + 1).
 TEST(BatchEngine, BoundedCachesHoldChunkSlotsOnlyWhilePrefilling) {
   const auto prompts = mixed_prompts(12);
   BatchOptions bo;
@@ -291,7 +293,11 @@ TEST(BatchEngine, BoundedCachesHoldChunkSlotsOnlyWhilePrefilling) {
     engine.step();
     if (before.decoding < before.sequences) ++steps_with_prefill;
     EXPECT_LE(engine.stats().kv_bytes_in_step, plan.batch_bytes(before.sequences));
-    EXPECT_LE(engine.stats().kv_bytes, static_cast<size_t>(engine.stats().sequences) * plan.steady);
+    const BatchStats after = engine.stats();
+    EXPECT_LE(after.kv_bytes, plan.batch_bytes(after.sequences));
+    if (after.decoding == after.sequences) {
+      EXPECT_LE(after.kv_bytes, static_cast<size_t>(after.sequences) * plan.steady);
+    }
   }
   EXPECT_GT(steps_with_prefill, 5u);
 }
