@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -10,6 +12,35 @@
 
 namespace h2o {
 namespace {
+
+// The slots a job's latest row sees (`visible`, ascending), and for each prefix length k
+// of them the largest position inside it (max_in[k]) and the smallest after it
+// (min_after[k]). A row at position q sees exactly a prefix of them when its visible slots
+// are the first k: max_in[k] <= q < min_after[k]. The rows of a prefill chunk do (they see
+// the kept slots and then the chunk's slots up to their own, in storage order), and then
+// up to kKvMaxQueries rows share each key and value row's widening (kv_kernels.h, the
+// multi-query entries). Built once per (job, KV head) instead of rescanning the gathered
+// positions for every row (that scan was half of this file's own time in a batched run).
+struct PrefixTable {
+  std::vector<int32_t> max_in, min_after;
+  size_t m = 0;
+  void build(const int32_t* pos, const uint32_t* visible, size_t count) {
+    m = count;
+    max_in.resize(m + 1);
+    min_after.resize(m + 1);
+    max_in[0] = std::numeric_limits<int32_t>::min();
+    for (size_t k = 0; k < m; ++k) max_in[k + 1] = std::max(max_in[k], pos[visible[k]]);
+    min_after[m] = std::numeric_limits<int32_t>::max();
+    for (size_t k = m; k-- > 0;) min_after[k] = std::min(min_after[k + 1], pos[visible[k]]);
+  }
+  // The prefix a row at position q sees, or -1 if what it sees is not a prefix. max_in is
+  // non-decreasing: k is the longest prefix whose positions are all <= q.
+  ptrdiff_t prefix_for(int32_t q) const {
+    const size_t k = static_cast<size_t>(
+        std::upper_bound(max_in.begin() + 1, max_in.begin() + 1 + static_cast<ptrdiff_t>(m), q) - (max_in.begin() + 1));
+    return min_after[k] > q ? static_cast<ptrdiff_t>(k) : -1;
+  }
+};
 
 // Per-thread scratch for one KV head's rows: probabilities (kKvMaxQueries rows of n),
 // visible slot indices (and, under `cache` positions, each slot's rank), and the two rows
@@ -20,12 +51,16 @@ struct HeadScratch {
   std::vector<uint32_t> slot_rank;
   std::vector<int32_t> visible_pos;
   std::vector<float> rope_rows;
+  std::vector<uint32_t> all_slots;    // 0, 1, 2, ...: `visible` when a row sees every slot
+  std::vector<uint32_t> row_visible;  // one row's own, when `visible` holds the job's
+  PrefixTable prefixes;
   void reserve(size_t n, size_t head_dim, bool observed, bool ranked) {
     if (p.size() < kKvMaxQueries * n) p.resize(kKvMaxQueries * n);
     if (visible.size() < n) visible.resize(n);
     if (ranked && slot_rank.size() < n) slot_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
     if (rope_rows.size() < 2 * head_dim) rope_rows.resize(2 * head_dim);
+    for (size_t j = all_slots.size(); j < n; ++j) all_slots.push_back(static_cast<uint32_t>(j));
   }
 };
 
@@ -120,24 +155,6 @@ size_t visible_slots(const int32_t* pos, size_t n, int32_t limit, uint32_t* visi
   return m;
 }
 
-// Up to kKvMaxQueries query rows of one query head that see prefixes of the same visible
-// slots can share each key and value row's widening (kv_kernels.h, the multi-query
-// entries): the rows of a prefill chunk, which see the kept slots and then the chunk's
-// slots up to their own, in storage order. `visible` holds the slots the group's latest
-// row sees; sets m[t] to what row t sees and returns false unless each is a prefix of it.
-bool visible_prefixes(const int32_t* pos, const uint32_t* visible, size_t m_all, const int32_t* q_pos, size_t nq,
-                      size_t* m) {
-  for (size_t t = 0; t < nq; ++t) {
-    size_t k = 0;
-    while (k < m_all && pos[visible[k]] <= q_pos[t]) ++k;
-    for (size_t i = k; i < m_all; ++i) {
-      if (pos[visible[i]] <= q_pos[t]) return false;
-    }
-    m[t] = k;
-  }
-  return true;
-}
-
 // All query heads of KV head `h` over all rows of one job. Writes out[row][qh*hd..] for the
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
 // Rows go kKvMaxQueries at a time through the multi-query kernels where they apply (f16 /
@@ -172,9 +189,8 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const KvKernelTable* kernels = multi ? &active_kv_kernels() : nullptr;
   float* mass = kv.mass ? kv.mass + h * kv.cap : nullptr;
   float* last = kv.last_row_mass ? kv.last_row_mass + h * kv.cap : nullptr;
-  const uint32_t* visible = s.visible.data();
   // Row r's probabilities over its m visible slots, in p: the statistics and the observer.
-  const auto finish_probabilities = [&](size_t qh, int r, float* p, size_t m) {
+  const auto finish_probabilities = [&](size_t qh, int r, const uint32_t* visible, float* p, size_t m) {
     for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
     softmax(p, static_cast<int>(m));
     if (observer) {
@@ -196,25 +212,48 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
     if (mass) add_to(mass);
     if (last && r == job.n_rows - 1) add_to(last);
   };
+  // Rows that may go several at a time: the slots the job's latest row sees, and which
+  // prefix of them each row sees.
+  const bool grouped = multi && job.n_rows > 1;
+  const uint32_t* job_visible = s.visible.data();
+  if (grouped) {
+    const int32_t latest = *std::max_element(job.q_pos, job.q_pos + job.n_rows);
+    s.prefixes.build(pos, job_visible, visible_slots(pos, n, latest, s.visible.data()));
+  }
+  // One row's own visible slots: every slot (a decoding row, whose cache holds only older
+  // slots and its own) without a pass that copies their indices, or those with pos <= q.
+  const int32_t newest = n > 0 ? *std::max_element(pos, pos + n) : std::numeric_limits<int32_t>::min();
+  const auto row_visible = [&](int32_t q) -> std::pair<const uint32_t*, size_t> {
+    if (newest <= q) return {s.all_slots.data(), n};
+    if (grouped) s.row_visible.resize(n);
+    uint32_t* out = grouped ? s.row_visible.data() : s.visible.data();
+    return {out, visible_slots(pos, n, q, out)};
+  };
   for (int g = 0; g < group; ++g) {
     const size_t qh = h * static_cast<size_t>(group) + static_cast<size_t>(g);
     for (int r = 0; r < job.n_rows;) {
       const float* qv = job.q + static_cast<size_t>(r) * qd + qh * hd;
       float* o = job.out + static_cast<size_t>(r) * qd + qh * hd;
-      const size_t nq = multi ? std::min<size_t>(kKvMaxQueries, static_cast<size_t>(job.n_rows - r)) : 1;
+      const size_t nq = grouped ? std::min<size_t>(kKvMaxQueries, static_cast<size_t>(job.n_rows - r)) : 1;
       if (nq > 1) {
-        // The slots the group's latest row sees.
-        const int32_t* q_pos = job.q_pos + r;
-        const size_t m_all = visible_slots(pos, n, *std::max_element(q_pos, q_pos + nq), s.visible.data());
         size_t m[kKvMaxQueries] = {};
-        if (visible_prefixes(pos, visible, m_all, q_pos, nq, m)) {
+        size_t m_all = 0;
+        bool prefixes = true;
+        for (size_t t = 0; t < nq && prefixes; ++t) {
+          const ptrdiff_t k = s.prefixes.prefix_for(job.q_pos[r + static_cast<int>(t)]);
+          prefixes = k >= 0;
+          m[t] = prefixes ? static_cast<size_t>(k) : 0;
+          m_all = std::max(m_all, m[t]);
+        }
+        if (prefixes) {
+          const uint32_t* visible = job_visible;
           float* p = s.p.data();
           dot_keys_queries(rows, *kernels, qv, qd, nq, visible, m_all, hd, p, n);
           const float* pt[kKvMaxQueries];
           float* yt[kKvMaxQueries];
           size_t m_min = m_all;
           for (size_t t = 0; t < nq; ++t) {
-            finish_probabilities(qh, r + static_cast<int>(t), p + t * n, m[t]);
+            finish_probabilities(qh, r + static_cast<int>(t), visible, p + t * n, m[t]);
             pt[t] = p + t * n;
             yt[t] = o + t * qd;
             std::memset(yt[t], 0, hd * sizeof(float));
@@ -228,10 +267,10 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
         }
       }
       // One row: its own visible slots.
-      const size_t m1 = visible_slots(pos, n, job.q_pos[r], s.visible.data());
+      const auto [visible, m1] = row_visible(job.q_pos[r]);
       float* p = s.p.data();
       dot_keys(rows, rope, qv, visible, order ? s.slot_rank.data() : nullptr, m1, hd, s.rope_rows.data(), p);
-      finish_probabilities(qh, r, p, m1);
+      finish_probabilities(qh, r, visible, p, m1);
       std::memset(o, 0, hd * sizeof(float));
       add_values(rows, p, visible, m1, hd, o);
       ++r;
