@@ -3,7 +3,8 @@
 // promotion, q8 as float(q) * d), then summed as dot_f32 / axpy_f32 do.
 //
 // Dots use eight float lanes (kV vectors of N lanes, N = 1, 4 or 8) in dot_f32's order,
-// four rows at a time (independent sums: their latencies overlap); value rows use the
+// four rows at a time (independent sums: their latencies overlap); a prompt chunk's
+// several queries on AVX-512 hold two rows' eight lanes in one sixteen-lane vector; value rows use the
 // widest vectors, the output held in registers while every row is added to it. Under
 // `cache` positions a key row is rotated by its rank in registers on its way into the dot
 // (or, for shapes where a vector would straddle a rotation boundary, widened into a
@@ -193,6 +194,82 @@ HWY_INLINE void DotQueriesRowsR(const float* q, size_t q_stride, const Row* rows
   }
 }
 
+#if HWY_MAX_BYTES >= 64  // sixteen float lanes (AVX-512)
+// Sixteen-lane targets: two rows' values i .. i + 7 in one vector (row a in the lower
+// eight lanes, row b in the upper), widened exactly as each row's Load widens them: q8 as
+// float(q) * d with the rows' scales side by side in `scales`.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadRowPair(DF df, const Q8Row& a, const Q8Row& b, size_t i, hn::Vec<DF> scales) {
+  const hn::Full128<int8_t> d16;
+  const hn::Half<decltype(d16)> d8;
+  const auto both = hn::Combine(d16, hn::LoadU(d8, b.p + i), hn::LoadU(d8, a.p + i));
+  return hn::Mul(hn::ConvertTo(df, hn::PromoteTo(hn::Rebind<int32_t, DF>(), both)), scales);
+}
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadRowPair(DF df, const F16Row& a, const F16Row& b, size_t i, hn::Vec<DF> /*scales*/) {
+  const hn::Rebind<hwy::float16_t, DF> d16;
+  const hn::Half<decltype(d16)> d8;
+  const auto* pa = reinterpret_cast<const hwy::float16_t*>(a.p + i);
+  const auto* pb = reinterpret_cast<const hwy::float16_t*>(b.p + i);
+  return hn::PromoteTo(df, hn::Combine(d16, hn::LoadU(d8, pb), hn::LoadU(d8, pa)));
+}
+template <class DF>
+HWY_INLINE hn::Vec<DF> RowPairScales(DF df, const Q8Row& a, const Q8Row& b) {
+  const hn::Half<DF> dh;
+  return hn::Combine(df, hn::Set(dh, b.d), hn::Set(dh, a.d));
+}
+template <class DF>
+HWY_INLINE hn::Vec<DF> RowPairScales(DF df, const F16Row&, const F16Row&) {
+  return hn::Zero(df);
+}
+
+// DotQueriesRowsR<Q, 2> on sixteen-lane targets: each query's eight lanes for both rows in
+// one vector (the query's values duplicated into both halves, xd), so a pair of rows costs
+// one widening and Q multiply-adds of sixteen lanes instead of two and 2Q of eight; the
+// halves end as SumEightLanes ends a row. The same bits as DotQueriesRowsR.
+constexpr size_t kPairMaxN = 256;  // head sizes up to this take the paired path
+template <size_t Q, size_t P, class Row>
+HWY_INLINE void DotQueriesRowPairs(const float* xd, const float* q, size_t q_stride, const Row* rows, size_t n,
+                                   float* out, size_t out_stride) {
+  const DW df;
+  const D8 d8;
+  hn::Vec<DW> scales[P], acc[Q][P];
+  for (size_t r = 0; r < P; ++r) scales[r] = RowPairScales(df, rows[2 * r], rows[2 * r + 1]);
+  for (auto& a : acc) {
+    for (auto& v : a) v = hn::Zero(df);
+  }
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    hn::Vec<DW> k[P];
+    for (size_t r = 0; r < P; ++r) k[r] = LoadRowPair(df, rows[2 * r], rows[2 * r + 1], i, scales[r]);
+    for (size_t t = 0; t < Q; ++t) {
+      const auto x = hn::Load(df, xd + t * 2 * kPairMaxN + 2 * i);
+      for (size_t r = 0; r < P; ++r) acc[t][r] = hn::Add(acc[t][r], hn::Mul(x, k[r]));
+    }
+  }
+  // Query t's sums for rows 2r, 2r + 1: the halves of acc[t][r].
+  constexpr size_t kSums = 2 * Q * P;
+  hn::Vec<D8> half[kSums][1];
+  for (size_t t = 0; t < Q; ++t) {
+    for (size_t r = 0; r < P; ++r) {
+      half[(t * P + r) * 2][0] = hn::LowerHalf(d8, acc[t][r]);
+      half[(t * P + r) * 2 + 1][0] = hn::UpperHalf(d8, acc[t][r]);
+    }
+  }
+  float sum[kSums];
+  size_t s = 0;
+  for (; s + 4 <= kSums; s += 4) SumEightLanesX4<1>(d8, {half[s], half[s + 1], half[s + 2], half[s + 3]}, sum + s);
+  for (; s < kSums; ++s) sum[s] = SumEightLanes(d8, half[s]);
+  for (size_t t = 0; t < Q; ++t) {
+    for (size_t r = 0; r < 2 * P; ++r) {
+      float x = sum[t * 2 * P + r];
+      for (size_t k = i; k < n; ++k) x += q[t * q_stride + k] * rows[r].At(k);
+      out[t * out_stride + r] = x;
+    }
+  }
+}
+#endif
+
 // Q queries (Q <= kKvMaxQueries) against rows idx[0..m): two rows at a time (Q x 2
 // independent sums), then one.
 template <size_t Q, class MakeRow>
@@ -200,6 +277,33 @@ HWY_INLINE void DotQueriesRows(const float* q, size_t q_stride, const MakeRow& m
                                size_t n, float* out, size_t out_stride) {
   using Row = decltype(make_row(uint32_t{0}));
   size_t j = 0;
+#if HWY_MAX_BYTES >= 64
+  if constexpr (hn::MaxLanes(DW()) == 16 && !std::is_same_v<Row, F32Row>) {
+    if (n <= kPairMaxN) {
+      // Each query's values, every group of eight twice in a row.
+      HWY_ALIGN float xd[Q * 2 * kPairMaxN];
+      for (size_t t = 0; t < Q; ++t) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+          std::memcpy(xd + t * 2 * kPairMaxN + 2 * i, q + t * q_stride + i, 8 * sizeof(float));
+          std::memcpy(xd + t * 2 * kPairMaxN + 2 * i + 8, q + t * q_stride + i, 8 * sizeof(float));
+        }
+      }
+      for (; j + 4 <= m; j += 4) {
+        const Row rows[4] = {make_row(idx[j]), make_row(idx[j + 1]), make_row(idx[j + 2]), make_row(idx[j + 3])};
+        DotQueriesRowPairs<Q, 2>(xd, q, q_stride, rows, n, out + j, out_stride);
+      }
+      for (; j + 2 <= m; j += 2) {
+        const Row rows[2] = {make_row(idx[j]), make_row(idx[j + 1])};
+        DotQueriesRowPairs<Q, 1>(xd, q, q_stride, rows, n, out + j, out_stride);
+      }
+      if (j < m) {
+        const Row row = make_row(idx[j]);
+        DotQueriesRowsR<Q, 1>(q, q_stride, &row, n, out + j, out_stride);
+      }
+      return;
+    }
+  }
+#endif
   for (size_t a = 0; a < std::min(m, kRowsAhead); ++a) PrefetchRow(make_row(idx[a]), n);
   for (; j + 2 <= m; j += 2) {
     for (size_t a = j + kRowsAhead; a < std::min(m, j + kRowsAhead + 2); ++a) PrefetchRow(make_row(idx[a]), n);

@@ -215,17 +215,18 @@ TEST(KvKernels, EveryTargetMatchesTheScalarReferenceBitForBit) {
 }
 
 // The multi-query kernels give each query the bits the one-query scalar reference gives it
-// alone: every query count, row counts odd and even (the pairs and the single row left),
-// every head size of the test above, queries and outputs at strides wider than a row.
+// alone: every query count, row counts of every remainder mod 4 (the AVX-512 path's blocks
+// of four rows, a pair and a single row left), every head size of the test above and one
+// past the paired path's limit, queries and outputs at strides wider than a row.
 TEST(KvKernels, MultiQueryKernelsGiveEachQueryItsOneQueryBits) {
   constexpr size_t kRows = 40;
   const std::vector<uint32_t> all = {3, 0, 39, 7, 7, 12, 25, 1, 38, 2, 19, 20, 5, 30, 31, 8, 9};
   const KvKernelTable& ref = kv_kernels_for(SimdTarget{"scalar", 0});
-  for (size_t n : {1, 2, 7, 8, 16, 30, 32, 63, 64, 65, 96, 128}) {
+  for (size_t n : {1, 2, 7, 8, 16, 30, 32, 63, 64, 65, 96, 128, 264}) {
     const StoredRows rows = stored_rows(kRows, n, static_cast<uint32_t>(n) + 50);
     const size_t q_stride = n + 3;
     const auto q = random_floats(kKvMaxQueries * q_stride, 300 + static_cast<uint32_t>(n));
-    for (size_t m : {size_t{1}, size_t{2}, size_t{5}, all.size()}) {
+    for (size_t m : {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{6}, size_t{7}, all.size()}) {
       const std::vector<uint32_t> idx(all.begin(), all.begin() + static_cast<ptrdiff_t>(m));
       const size_t out_stride = m + 5;
       std::vector<std::vector<float>> p;
