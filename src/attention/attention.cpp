@@ -167,6 +167,11 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const size_t qd = static_cast<size_t>(cfg.q_dim());
   const int group = cfg.group_size();
   const float scale_div = sqrtf(static_cast<float>(cfg.head_dim));
+  // Dividing by a power of two (head_dim 16, 64, 256) is multiplying by its reciprocal, bit
+  // for bit (both scale the exact value once), and the product vectorizes more cheaply.
+  int exponent = 0;
+  const bool power_of_two = std::frexp(scale_div, &exponent) == 0.5f;
+  const float scale_mul = power_of_two ? 1.0f / scale_div : 0.0f;
   const KvLayerView& kv = job.kv;
   const size_t n = static_cast<size_t>(kv.n);
   s.reserve(n, hd, observer != nullptr, kv.order != nullptr);
@@ -191,7 +196,11 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   float* last = kv.last_row_mass ? kv.last_row_mass + h * kv.cap : nullptr;
   // Row r's probabilities over its m visible slots, in p: the statistics and the observer.
   const auto finish_probabilities = [&](size_t qh, int r, const uint32_t* visible, float* p, size_t m) {
-    for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
+    if (power_of_two) {
+      for (size_t j = 0; j < m; ++j) p[j] = p[j] * scale_mul;
+    } else {
+      for (size_t j = 0; j < m; ++j) p[j] = p[j] / scale_div;
+    }
     softmax(p, static_cast<int>(m));
     if (observer) {
       for (size_t j = 0; j < m; ++j) s.visible_pos[j] = pos[visible[j]];
