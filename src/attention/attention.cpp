@@ -60,6 +60,7 @@ struct HeadScratch {
     if (ranked && slot_rank.size() < n) slot_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
     if (rope_rows.size() < 2 * head_dim) rope_rows.resize(2 * head_dim);
+    if (row_visible.size() < n) row_visible.resize(n);
     for (size_t j = all_slots.size(); j < n; ++j) all_slots.push_back(static_cast<uint32_t>(j));
   }
 };
@@ -227,14 +228,14 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
   const uint32_t* job_visible = s.visible.data();
   if (grouped) {
     const int32_t latest = *std::max_element(job.q_pos, job.q_pos + job.n_rows);
-    s.prefixes.build(pos, job_visible, visible_slots(pos, n, latest, s.visible.data()));
+    const size_t m_job = visible_slots(pos, n, latest, s.visible.data());
+    s.prefixes.build(pos, job_visible, m_job);
   }
   // One row's own visible slots: every slot (a decoding row, whose cache holds only older
   // slots and its own) without a pass that copies their indices, or those with pos <= q.
   const int32_t newest = n > 0 ? *std::max_element(pos, pos + n) : std::numeric_limits<int32_t>::min();
   const auto row_visible = [&](int32_t q) -> std::pair<const uint32_t*, size_t> {
     if (newest <= q) return {s.all_slots.data(), n};
-    if (grouped) s.row_visible.resize(n);
     uint32_t* out = grouped ? s.row_visible.data() : s.visible.data();
     return {out, visible_slots(pos, n, q, out)};
   };

@@ -4,11 +4,11 @@
 //
 // Dots use eight float lanes (kV vectors of N lanes, N = 1, 4 or 8) in dot_f32's order,
 // four rows at a time (independent sums: their latencies overlap); a prompt chunk's
-// several queries on AVX-512 hold two rows' eight lanes in one sixteen-lane vector; value rows use the
-// widest vectors, the output held in registers while every row is added to it. Under
-// `cache` positions a key row is rotated by its rank in registers on its way into the dot
-// (or, for shapes where a vector would straddle a rotation boundary, widened into a
-// row-sized scratch, rotated into a second one and dotted from there).
+// several queries on AVX-512 hold two rows' eight lanes in one sixteen-lane vector; value
+// rows use the widest vectors, the output held in registers while every row is added to
+// it. Under `cache` positions a key row is rotated by its rank in registers on its way
+// into the dot (or, for shapes where a vector would straddle a rotation boundary, widened
+// into a row-sized scratch, rotated into a second one and dotted from there).
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd_kv.cpp"
@@ -680,7 +680,7 @@ int LowestOutsideRecent(const float* score, const int32_t* pos, size_t n, int re
   bool bad = n_vec > 0 && !hn::AllTrue(du, hn::Eq(bad_v, hn::Zero(du)));
   for (size_t i = n_vec; i < n; ++i) {
     top = std::max(top, pos[i]);
-    bad = bad || std::bit_cast<uint32_t>(score[i]) > 0x7f800000u || pos[i] < 0;
+    bad = bad || static_cast<uint32_t>(bits_of(i)) > 0x7f800000u || pos[i] < 0;
   }
   if (bad || n == 0) return -1;
 
@@ -691,6 +691,7 @@ int LowestOutsideRecent(const float* score, const int32_t* pos, size_t n, int re
   // (p >= edge as p > edge - 1: Highway has no integer Ge; edge > -n, so no overflow.)
   const auto below_edge_v = hn::Set(di, edge - 1), none_v = hn::Set(di, kNone);
   const auto protect = [&](auto p) { return guard ? hn::Gt(p, below_edge_v) : hn::Lt(p, hn::Zero(di)); };
+  const auto protected_at = [&](size_t i) { return guard && pos[i] >= edge; };  // protect() for one slot
   auto low_v = none_v;
   auto in_run_v = hn::Zero(di);
   for (size_t i = 0; i < n_vec; i += N) {
@@ -701,7 +702,7 @@ int LowestOutsideRecent(const float* score, const int32_t* pos, size_t n, int re
   int32_t low = n_vec > 0 ? hn::GetLane(hn::MinOfLanes(di, low_v)) : kNone;
   size_t in_run = n_vec > 0 ? static_cast<size_t>(hn::GetLane(hn::SumOfLanes(di, in_run_v))) : 0;
   for (size_t i = n_vec; i < n; ++i) {
-    if (guard && pos[i] >= edge) {
+    if (protected_at(i)) {
       ++in_run;
     } else {
       low = std::min(low, bits_of(i));
@@ -719,7 +720,7 @@ int LowestOutsideRecent(const float* score, const int32_t* pos, size_t n, int re
   }
   int32_t victim = n_vec > 0 ? hn::GetLane(hn::MinOfLanes(di, oldest_v)) : kNone;
   for (size_t i = n_vec; i < n; ++i) {
-    if (!(guard && pos[i] >= edge) && bits_of(i) == low) victim = std::min(victim, pos[i]);
+    if (!protected_at(i) && bits_of(i) == low) victim = std::min(victim, pos[i]);
   }
 
   // 4. Its slot: the first with that position.

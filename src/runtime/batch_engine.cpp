@@ -262,8 +262,8 @@ std::vector<SequenceEvent> BatchEngine::step() {
     // slots after its last chunk, so the chunk scratch is held by the sequences prefilling
     // in a step (see KvPlan in bench/throughput.h). Between its chunks it keeps them: it
     // prefills again in the next step (or gives them back first, above), and shrinking and
-    // regrowing every layer's arrays per chunk (fresh pages zeroed and copied) was ~4% of a
-    // batched run's samples.
+    // regrowing every layer's arrays per chunk (fresh pages zeroed and copied) was ~2% of a
+    // prompt-heavy batched run's samples.
     if (was_prefill && !s.prefilling()) s.cache->shrink_to_step(1);
     if (!segments[i].logits || s.prefilling()) continue;
     const std::span<const float> last = last_row(i);
