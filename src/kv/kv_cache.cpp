@@ -156,6 +156,28 @@ void KvCache::store_row(const float* x, uint8_t* row, uint16_t* scale) const {
   }
 }
 
+// A decoding step appends one slot per head, each in its own cache lines (the heads are
+// `cap` slots apart), which the rest of the step has long pushed out of the cache: written
+// one after another, each row's store waited on its own miss (~0.1 us, 2-3% of a batch-22
+// decode step of mha-200m). Requesting every line first lets the misses overlap.
+void KvCache::prefetch_slot(const Layer& L, size_t slot) const {
+  const size_t cap = static_cast<size_t>(cap_), rb = row_bytes_;
+  for (size_t h = 0; h < static_cast<size_t>(cfg_.n_kv_heads); ++h) {
+    const size_t at = h * cap + slot;
+    __builtin_prefetch(&L.keys[at * rb], 1);
+    __builtin_prefetch(&L.keys[at * rb + rb - 1], 1);
+    __builtin_prefetch(&L.values[at * rb], 1);
+    __builtin_prefetch(&L.values[at * rb + rb - 1], 1);
+    if (!L.key_scale.empty()) {
+      __builtin_prefetch(&L.key_scale[at], 1);
+      __builtin_prefetch(&L.value_scale[at], 1);
+    }
+    __builtin_prefetch(&L.pos[at], 1);
+    __builtin_prefetch(&L.score[at], 1);
+    if (!L.order.empty()) __builtin_prefetch(&L.order[at], 1);
+  }
+}
+
 void KvCache::append(int layer, const float* k, const float* v, const int32_t* positions, int n_tokens) {
   Layer& L = layers_[static_cast<size_t>(layer)];
   if (L.n + n_tokens > cap_) fail("internal: KV append beyond capacity (begin_step not called)");
@@ -169,6 +191,7 @@ void KvCache::append(int layer, const float* k, const float* v, const int32_t* p
       if (positions[t] <= prev) fail("internal: KV positions must ascend ({} after {})", positions[t], prev);
     }
   }
+  if (n_tokens == 1) prefetch_slot(L, static_cast<size_t>(L.n));
   for (int h = 0; h < cfg_.n_kv_heads; ++h) {
     const size_t hb = static_cast<size_t>(h);
     for (int t = 0; t < n_tokens; ++t) {

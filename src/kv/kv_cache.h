@@ -122,6 +122,7 @@ class KvCache {
   void read_row(const std::vector<uint8_t>& rows, const std::vector<uint16_t>& scales, int kv_head, int slot,
                 float* out) const;
   void move_slot(Layer& L, size_t base, size_t from, size_t to);
+  void prefetch_slot(const Layer& L, size_t slot) const;  // every head's lines of `slot`, for writing
   void evict_head(Layer& layer, int layer_index, int kv_head, int n_evict, int64_t tokens_seen);
   void update_bytes();
 
