@@ -297,38 +297,49 @@ void bench_kv_values(benchmark::State& state, const KernelTable* k, const KvKern
 
 // A prefill chunk's attention in one KV head, the way attend_kv_head runs it: `rows` query
 // rows against `slots` keys and values (head_dim 64, stored as kv_type 1 f16 or 2 q8, all
-// visible, in cache: one head's rows), `nq` query rows at a time through the multi-query
-// kernels (nq = 1: the one-query kernels, as before them). Scores, then values with the
-// scores as weights (no softmax: the kernels only). Items: multiply-adds.
-void bench_kv_chunk(benchmark::State& state, const KvKernelTable* kv, int kv_type, int rows, int slots, size_t nq) {
+// visible, in cache: one head's rows), `nq` query rows' scores at a time through the
+// multi-query kernels (nq = 1: the one-query kernels, as before them; 32: the tile of rows
+// in lanes), their values kKvMaxQueries rows at a time, with the scores as weights (no
+// softmax: the kernels only). Items: multiply-adds.
+void bench_kv_chunk(benchmark::State& state, const KvKernelTable* kv, int kv_type, int rows, int slots, size_t nq,
+                    bool values_too) {
   constexpr size_t hd = 64;
   const auto m = static_cast<size_t>(slots), n_rows = static_cast<size_t>(rows);
-  const StoredRows keys = stored_rows(random_floats(hd * m, 11), hd), values = stored_rows(random_floats(hd * m, 12), hd);
+  const StoredRows keys = stored_rows(random_floats(hd * m, 11), hd),
+                   values = stored_rows(random_floats(hd * m, 12), hd);
   const auto q = random_floats(hd * n_rows, 13);
   std::vector<uint32_t> idx(m);
   for (uint32_t j = 0; j < m; ++j) idx[j] = j;
-  std::vector<float> p(kKvMaxQueries * m), y(hd * n_rows);
+  std::vector<float> p(nq * m), y(hd * n_rows);
   for (auto _ : state) {
     for (size_t r = 0; r < n_rows; r += nq) {
       const size_t k = std::min(nq, n_rows - r);
-      const float* pt[kKvMaxQueries];
-      float* yt[kKvMaxQueries];
-      for (size_t t = 0; t < k; ++t) {
-        pt[t] = p.data() + t * m;
-        yt[t] = y.data() + (r + t) * hd;
-      }
       if (kv_type == 1) {
         kv->dot_queries_f16(q.data() + r * hd, hd, k, keys.f16.data(), idx.data(), m, hd, p.data(), m);
-        kv->axpy_queries_f16(pt, k, values.f16.data(), idx.data(), m, hd, yt);
       } else {
         kv->dot_queries_q8(q.data() + r * hd, hd, k, keys.q8.data(), keys.scale.data(), idx.data(), m, hd, p.data(), m);
-        kv->axpy_queries_q8(pt, k, values.q8.data(), values.scale.data(), idx.data(), m, hd, yt);
+      }
+      // Values: kKvMaxQueries rows at a time (the most the value kernels take).
+      for (size_t t0 = 0; values_too && t0 < k; t0 += kKvMaxQueries) {
+        const size_t kk = std::min(kKvMaxQueries, k - t0);
+        const float* pt[kKvMaxQueries];
+        float* yt[kKvMaxQueries];
+        for (size_t t = 0; t < kk; ++t) {
+          pt[t] = p.data() + (t0 + t) * m;
+          yt[t] = y.data() + (r + t0 + t) * hd;
+        }
+        if (kv_type == 1) {
+          kv->axpy_queries_f16(pt, kk, values.f16.data(), idx.data(), m, hd, yt);
+        } else {
+          kv->axpy_queries_q8(pt, kk, values.q8.data(), values.scale.data(), idx.data(), m, hd, yt);
+        }
       }
     }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(2 * hd * m * n_rows));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>((values_too ? 2 : 1) * hd * m * n_rows));
 }
 
 // Softmax over n scores of attention's spread; SwiGLU over n values (items: values).
@@ -412,11 +423,13 @@ void register_all() {
       }
     }
     for (const int kv_type : {1, 2}) {
-      for (const size_t nq : {size_t{1}, kKvMaxQueries}) {
-        const std::string name = std::string("kv_chunk/") + kv_name(kv_type) + "/" + std::to_string(nq) +
-                                 "q/64x666x64/" + target;
-        benchmark::RegisterBenchmark(name.c_str(), bench_kv_chunk, kv, kv_type, 64, 666, nq)
-            ->Unit(benchmark::kMicrosecond);
+      for (const size_t nq : {size_t{1}, kKvMaxQueries, size_t{32}}) {
+        for (const bool values_too : {true, false}) {
+          const std::string name = std::string(values_too ? "kv_chunk/" : "kv_chunk_scores/") + kv_name(kv_type) + "/" +
+                                   std::to_string(nq) + "q/64x666x64/" + target;
+          benchmark::RegisterBenchmark(name.c_str(), bench_kv_chunk, kv, kv_type, 64, 666, nq, values_too)
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
     }
     benchmark::RegisterBenchmark(("evict_scan/411/" + target).c_str(), bench_evict_scan, kv, 411)

@@ -18,8 +18,8 @@ namespace {
 // (min_after[k]). A row at position q sees exactly a prefix of them when its visible slots
 // are the first k: max_in[k] <= q < min_after[k]. The rows of a prefill chunk do (they see
 // the kept slots and then the chunk's slots up to their own, in storage order), and then
-// up to kKvMaxQueries rows share each key and value row's widening (kv_kernels.h, the
-// multi-query entries). Built once per (job, KV head) instead of rescanning the gathered
+// up to kDotRows rows share each key row's widening, kKvMaxQueries each value row's
+// (kv_kernels.h, the multi-query entries). Built once per (job, KV head) instead of rescanning the gathered
 // positions for every row (that scan was half of this file's own time in a batched run).
 struct PrefixTable {
   std::vector<int32_t> max_in, min_after;
@@ -42,7 +42,11 @@ struct PrefixTable {
   }
 };
 
-// Per-thread scratch for one KV head's rows: probabilities (kKvMaxQueries rows of n),
+// Rows of a prefill chunk whose scores are computed at once (the multi-query dots widen
+// each key once for all of them: from eight on, into a tile of keys in lanes).
+constexpr size_t kDotRows = 32;
+
+// Per-thread scratch for one KV head's rows: probabilities (kDotRows rows of n),
 // visible slot indices (and, under `cache` positions, each slot's rank), and the two rows
 // a rotated key passes through.
 struct HeadScratch {
@@ -55,7 +59,7 @@ struct HeadScratch {
   std::vector<uint32_t> row_visible;  // one row's own, when `visible` holds the job's
   PrefixTable prefixes;
   void reserve(size_t n, size_t head_dim, bool observed, bool ranked) {
-    if (p.size() < kKvMaxQueries * n) p.resize(kKvMaxQueries * n);
+    if (p.size() < kDotRows * n) p.resize(kDotRows * n);
     if (visible.size() < n) visible.resize(n);
     if (ranked && slot_rank.size() < n) slot_rank.resize(n);
     if (observed && visible_pos.size() < n) visible_pos.resize(n);
@@ -158,10 +162,10 @@ size_t visible_slots(const int32_t* pos, size_t n, int32_t limit, uint32_t* visi
 
 // All query heads of KV head `h` over all rows of one job. Writes out[row][qh*hd..] for the
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
-// Rows go kKvMaxQueries at a time through the multi-query kernels where they apply (f16 /
-// q8 rows under absolute positions, visible sets that are prefixes of each other), one at
-// a time otherwise; either way each row gets the same bits, and the statistics add the
-// rows in order.
+// Rows go kDotRows at a time through the multi-query dots, and kKvMaxQueries at a time
+// through the value kernels, where they apply (f16 / q8 rows under absolute positions,
+// visible sets that are prefixes of each other), one at a time otherwise; either way each row gets the same bits, and
+// the statistics add the rows in order.
 void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h, HeadScratch& s,
                     const AttentionObserver* observer, int layer) {
   const size_t hd = static_cast<size_t>(cfg.head_dim);
@@ -244,9 +248,9 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
     for (int r = 0; r < job.n_rows;) {
       const float* qv = job.q + static_cast<size_t>(r) * qd + qh * hd;
       float* o = job.out + static_cast<size_t>(r) * qd + qh * hd;
-      const size_t nq = grouped ? std::min<size_t>(kKvMaxQueries, static_cast<size_t>(job.n_rows - r)) : 1;
+      const size_t nq = grouped ? std::min<size_t>(kDotRows, static_cast<size_t>(job.n_rows - r)) : 1;
       if (nq > 1) {
-        size_t m[kKvMaxQueries] = {};
+        size_t m[kDotRows] = {};
         size_t m_all = 0;
         bool prefixes = true;
         for (size_t t = 0; t < nq && prefixes; ++t) {
@@ -259,19 +263,26 @@ void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h
           const uint32_t* visible = job_visible;
           float* p = s.p.data();
           dot_keys_queries(rows, *kernels, qv, qd, nq, visible, m_all, hd, p, n);
-          const float* pt[kKvMaxQueries];
-          float* yt[kKvMaxQueries];
-          size_t m_min = m_all;
           for (size_t t = 0; t < nq; ++t) {
             finish_probabilities(qh, r + static_cast<int>(t), visible, p + t * n, m[t]);
-            pt[t] = p + t * n;
-            yt[t] = o + t * qd;
-            std::memset(yt[t], 0, hd * sizeof(float));
-            m_min = std::min(m_min, m[t]);
+            std::memset(o + t * qd, 0, hd * sizeof(float));
           }
-          // The slots every row sees, for all rows at once; then each row's own further slots.
-          add_values_queries(rows, *kernels, pt, nq, visible, m_min, hd, yt);
-          for (size_t t = 0; t < nq; ++t) add_values(rows, pt[t] + m_min, visible + m_min, m[t] - m_min, hd, yt[t]);
+          // Values kKvMaxQueries rows at a time: the slots all of them see, for all at once;
+          // then each row's own further slots.
+          for (size_t t0 = 0; t0 < nq; t0 += kKvMaxQueries) {
+            const size_t k = std::min(kKvMaxQueries, nq - t0);
+            const float* pt[kKvMaxQueries];
+            float* yt[kKvMaxQueries];
+            size_t m_min = m_all;
+            for (size_t t = 0; t < k; ++t) {
+              pt[t] = p + (t0 + t) * n;
+              yt[t] = o + (t0 + t) * qd;
+              m_min = std::min(m_min, m[t0 + t]);
+            }
+            add_values_queries(rows, *kernels, pt, k, visible, m_min, hd, yt);
+            for (size_t t = 0; t < k; ++t)
+              add_values(rows, pt[t] + m_min, visible + m_min, m[t0 + t] - m_min, hd, yt[t]);
+          }
           r += static_cast<int>(nq);
           continue;
         }

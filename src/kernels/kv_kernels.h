@@ -33,7 +33,7 @@ struct KvRopeRows {
   bool neox = false;
 };
 
-// Query rows the multi-query kernels take at once.
+// Query rows the multi-query value kernels take at once.
 constexpr size_t kKvMaxQueries = 4;
 
 struct KvKernelTable {
@@ -54,9 +54,10 @@ struct KvKernelTable {
   void (*axpy_rows_q8)(const float* p, const int8_t* rows, const uint16_t* scale, const uint32_t* idx, size_t m,
                        size_t n, float* y) = nullptr;
   // Several query rows over the same rows (a prefill chunk's rows share one head's keys
-  // and values), nq in 1..kKvMaxQueries: query t at q + t * q_stride gets out[t *
-  // out_stride + j] = what dot_rows_* gives it, j < m; y[t] += p[t][j] * row idx[j] what
-  // axpy_rows_* gives y[t]. Same bits; each row value is widened once for all nq.
+  // and values): query t at q + t * q_stride gets out[t * out_stride + j] = what
+  // dot_rows_* gives it, j < m, for any nq >= 1 (many at once are cheaper per dot: from
+  // eight on, rows are widened once into a tile for all of them); y[t] += p[t][j] * row
+  // idx[j] what axpy_rows_* gives y[t], nq in 1..kKvMaxQueries. Same bits.
   void (*dot_queries_f16)(const float* q, size_t q_stride, size_t nq, const uint16_t* rows, const uint32_t* idx,
                           size_t m, size_t n, float* out, size_t out_stride) = nullptr;
   void (*dot_queries_q8)(const float* q, size_t q_stride, size_t nq, const int8_t* rows, const uint16_t* scale,

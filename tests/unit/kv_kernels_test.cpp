@@ -285,6 +285,59 @@ TEST(KvKernels, MultiQueryKernelsGiveEachQueryItsOneQueryBits) {
   }
 }
 
+// Many queries at once (a prompt chunk's rows; from eight on the dots go through a tile
+// of rows in lanes): each query still gets the one-query scalar reference's bits, for
+// query counts around the tile's threshold and its two-query steps, row counts around a
+// block of 4, 8 and 16 rows, head sizes with and without a tail after the last eight,
+// odd ones (no 32-bit words: the four-query path) and one past the tile's limit; nothing
+// is written past each query's m outputs.
+TEST(KvKernels, ManyQueryDotsGiveEachQueryItsOneQueryBits) {
+  constexpr size_t kRows = 48;
+  std::vector<uint32_t> all;
+  for (uint32_t j = 0; j < 40; ++j) all.push_back((j * 29 + 7) % kRows);
+  all[5] = all[6];  // a row twice
+  const KvKernelTable& ref = kv_kernels_for(SimdTarget{"scalar", 0});
+  for (size_t n : {1, 2, 4, 6, 8, 12, 30, 64, 66, 128, 256, 260}) {
+    const StoredRows rows = stored_rows(kRows, n, static_cast<uint32_t>(n) + 70);
+    const size_t q_stride = n + 1, max_q = 35;
+    const auto q = random_floats(max_q * q_stride, 600 + static_cast<uint32_t>(n));
+    for (size_t m : {size_t{1}, size_t{7}, size_t{8}, size_t{16}, size_t{17}, size_t{33}, all.size()}) {
+      const std::vector<uint32_t> idx(all.begin(), all.begin() + static_cast<ptrdiff_t>(m));
+      const size_t out_stride = m + 3;
+      std::vector<float> want(m);
+      for (size_t nq : {5, 7, 8, 9, 16, 17, 35}) {
+        for (const auto& target : available_simd_targets()) {
+          const KvKernelTable& k = kv_kernels_for(target);
+          for (bool q8 : {false, true}) {
+            const std::string at = std::string(target.name) + " n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                                   " nq=" + std::to_string(nq) + (q8 ? " q8" : " f16");
+            std::vector<float> got(max_q * out_stride, -1.0f);
+            if (q8) {
+              k.dot_queries_q8(q.data(), q_stride, nq, rows.q8.data(), rows.scale.data(), idx.data(), m, n, got.data(),
+                               out_stride);
+            } else {
+              k.dot_queries_f16(q.data(), q_stride, nq, rows.f16.data(), idx.data(), m, n, got.data(), out_stride);
+            }
+            for (size_t t = 0; t < nq; ++t) {
+              if (q8) {
+                ref.dot_rows_q8(q.data() + t * q_stride, rows.q8.data(), rows.scale.data(), idx.data(), m, n,
+                                want.data());
+              } else {
+                ref.dot_rows_f16(q.data() + t * q_stride, rows.f16.data(), idx.data(), m, n, want.data());
+              }
+              for (size_t j = 0; j < m; ++j)
+                ASSERT_EQ(bits(got[t * out_stride + j]), bits(want[j])) << at << " t=" << t << " j=" << j;
+            }
+            for (size_t t = 0; t < max_q; ++t) {
+              for (size_t j = t < nq ? m : 0; j < out_stride; ++j) ASSERT_EQ(got[t * out_stride + j], -1.0f) << at;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The f16 / q8 kernels are the f32 kernels on the exactly dequantised rows.
 TEST(KvKernels, TypedKernelsAreTheFloatKernelsOnDequantisedRows) {
   const size_t n = 64;
