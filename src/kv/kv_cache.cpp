@@ -205,6 +205,7 @@ void KvCache::append(int layer, const float* k, const float* v, const int32_t* p
       if (ranked) L.order[at] = static_cast<uint32_t>(slot);
     }
   }
+  for (int t = 0; t < n_tokens; ++t) L.max_pos = std::max(L.max_pos, positions[t]);
   L.n += n_tokens;
   std::fill(mass_.begin(), mass_.end(), 0.0f);
   std::fill(last_mass_.begin(), last_mass_.end(), 0.0f);
@@ -223,6 +224,7 @@ KvLayerView KvCache::layer_view(int layer) {
   v.order = L.order.empty() ? nullptr : L.order.data();
   v.cap = static_cast<size_t>(cap_);
   v.n = L.n;
+  v.max_pos = L.max_pos;
   v.mass = mass_.empty() ? nullptr : mass_.data();
   v.last_row_mass = last_mass_.empty() ? nullptr : last_mass_.data();
   return v;
@@ -316,7 +318,10 @@ void KvCache::evict_head(Layer& L, int layer_index, int kv_head, int n_evict, in
 }
 
 void KvCache::clear() {
-  for (Layer& L : layers_) L.n = 0;
+  for (Layer& L : layers_) {
+    L.n = 0;
+    L.max_pos = std::numeric_limits<int32_t>::min();
+  }
 }
 
 const int32_t* KvCache::positions(int layer, int kv_head) const {

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct KvLayerView {
   const uint32_t* order = nullptr;  // `cache` positions: [n_kv_heads][cap] live slots by ascending position; else null
   size_t cap = 0;                   // slot stride between heads
   int n = 0;                        // live slots per head
+  // At least every live slot's position in every head (the newest appended: eviction may
+  // leave it above them all), so a row at position q >= max_pos sees every slot.
+  int32_t max_pos = std::numeric_limits<int32_t>::min();
   // Statistics the policy asked for, [n_kv_heads][cap], zeroed by append(); null if not needed.
   float* mass = nullptr;           // sum over the group's heads and the step's rows of p(row, slot)
   float* last_row_mass = nullptr;  // sum over the group's heads of p(last row, slot)
@@ -116,6 +120,7 @@ class KvCache {
     std::vector<int32_t> pos;
     std::vector<uint32_t> order;  // `cache` positions
     int n = 0;
+    int32_t max_pos = std::numeric_limits<int32_t>::min();  // the newest appended position
   };
   void reallocate(int new_cap);
   void store_row(const float* x, uint8_t* row, uint16_t* scale) const;
