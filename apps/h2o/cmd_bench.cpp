@@ -48,6 +48,7 @@ struct BenchFlags {
   int batch = 0;
   std::string batch_sizes;
   int max_step_tokens = 512;
+  int rounds = 1;
   std::string plot;
   bool no_baseline = false;
 };
@@ -106,6 +107,7 @@ void run_throughput_command(const BenchFlags& f) {
       f.batch_sizes.empty() ? std::vector<int>{f.batch} : parse_int_list(f.batch_sizes, "--batch-sizes");
   std::vector<ThroughputResult> results;
   const std::vector<KvSettings> policies = throughput_policies(f);
+  std::vector<ThroughputOptions> settings;
   for (const KvSettings& kv : policies) {
     for (int size : sizes) {
       ThroughputOptions o = base;
@@ -118,13 +120,25 @@ void run_throughput_command(const BenchFlags& f) {
                      size, static_cast<double>(need) / 1048576.0);
         continue;
       }
-      ProgressBar bar(fmt::format("{} batch {}", kv.describe(), size > 0 ? std::to_string(size) : "fit"));
-      results.push_back(run_throughput(model, o, [&](uint64_t done, uint64_t total) { bar.update(done, total); }));
-      bar.finish();
-      std::fprintf(stderr, "bench: %s batch %d: %.1f tok/s\n", kv.describe().c_str(), results.back().batch,
-                   results.back().tokens_per_s);
+      settings.push_back(o);
     }
   }
+  // Rounds alternate the settings (full, bounded, full, ...), so that a machine whose speed
+  // drifts (other tenants) weighs on both alike; each setting reports its median round.
+  std::vector<std::vector<ThroughputResult>> rounds(settings.size());
+  for (int round = 1; round <= f.rounds; ++round) {
+    for (size_t i = 0; i < settings.size(); ++i) {
+      const ThroughputOptions& o = settings[i];
+      std::string label = fmt::format("{} batch {}", o.kv.describe(), o.batch > 0 ? std::to_string(o.batch) : "fit");
+      if (f.rounds > 1) label += fmt::format(" (round {}/{})", round, f.rounds);
+      ProgressBar bar(label);
+      rounds[i].push_back(run_throughput(model, o, [&](uint64_t done, uint64_t total) { bar.update(done, total); }));
+      bar.finish();
+      std::fprintf(stderr, "bench: %s batch %d: %.1f tok/s\n", o.kv.describe().c_str(), rounds[i].back().batch,
+                   rounds[i].back().tokens_per_s);
+    }
+  }
+  for (const auto& r : rounds) results.push_back(median_round(r));
   if (results.empty()) fail("--throughput: no batch size fits the KV cap");
   if (!f.plot.empty()) {
     plot::LinePlot p;
@@ -215,7 +229,9 @@ void register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd =
       app.add_subcommand("bench", "Measure prefill/decode speed, KV bytes, peak RSS (and memory bandwidth)");
-  cmd->add_option("-m,--model", f->model, "Model: a GGUF file, a Hugging Face directory (config.json, safetensors, tokenizer.json), or a llama2.c checkpoint (.bin) with --tokenizer");
+  cmd->add_option("-m,--model", f->model,
+                  "Model: a GGUF file, a Hugging Face directory (config.json, safetensors, tokenizer.json), or a "
+                  "llama2.c checkpoint (.bin) with --tokenizer");
   cmd->add_option("--tokenizer", f->tokenizer, "llama2.c tokenizer.bin (for llama2.c checkpoints)");
   cmd->add_option("-p,--n-prompt", f->n_prompt, "Prompt tokens (seeded random ids)")
       ->check(CLI::Range(1, 1 << 24))
@@ -249,6 +265,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--batch-sizes", f->batch_sizes, "With --throughput: comma-separated batch sizes to sweep");
   cmd->add_option("--max-step-tokens", f->max_step_tokens, "With --throughput: prefill tokens per engine step")
       ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--rounds", f->rounds,
+                  "With --throughput: run every setting this many times, alternating them, and report each one's "
+                  "median round (tokens/s of every round beside it)")
+      ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_option("--plot", f->plot, "With --throughput: write throughput vs batch size to PATH.svg/.png");
   cmd->add_flag("--no-baseline", f->no_baseline,

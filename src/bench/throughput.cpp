@@ -203,38 +203,57 @@ ThroughputResult run_throughput(std::shared_ptr<const Model> model, const Throug
   return res;
 }
 
+ThroughputResult median_round(const std::vector<ThroughputResult>& rounds) {
+  if (rounds.empty()) fail("internal: no throughput rounds");
+  std::vector<size_t> by_speed(rounds.size());
+  for (size_t i = 0; i < by_speed.size(); ++i) by_speed[i] = i;
+  std::stable_sort(by_speed.begin(), by_speed.end(),
+                   [&](size_t a, size_t b) { return rounds[a].tokens_per_s < rounds[b].tokens_per_s; });
+  ThroughputResult r = rounds[by_speed[(by_speed.size() - 1) / 2]];
+  r.round_tokens_per_s.clear();
+  if (rounds.size() > 1) {
+    for (const ThroughputResult& x : rounds) r.round_tokens_per_s.push_back(x.tokens_per_s);
+  }
+  return r;
+}
+
 nlohmann::json throughput_to_json(const ThroughputResult& r) {
   const auto spread = [](const Spread& s) {
     return nlohmann::json{{"median", s.median}, {"min", s.min}, {"max", s.max}};
   };
-  return {{"kv",
-           {{"policy", r.kv.policy},
-            {"budget", r.kv.budget},
-            {"recent", r.kv.recent},
-            {"sinks", r.kv.sinks},
-            {"type", kv_type_name(r.kv.type)},
-            {"positions", kv_positions_name(r.kv.positions)}}},
-          {"kv_description", r.kv_description},
-          {"n_prompt", r.n_prompt},
-          {"n_gen", r.n_gen},
-          {"threads", r.threads},
-          {"prefill_chunk", r.prefill_chunk},
-          {"batch", r.batch},
-          {"batch_fitted_to_cap", r.fitted},
-          {"kv_memory_cap", r.kv_memory},
-          {"kv_bytes_per_sequence", r.kv_bytes_per_sequence},
-          {"kv_bytes_planned", r.kv_bytes_planned},
-          {"kv_bytes_scratch", r.kv_bytes_scratch},
-          {"kv_bytes_peak", r.kv_bytes_peak},
-          {"peak_rss_bytes", r.peak_rss_bytes},
-          {"weight_bytes", r.weight_bytes},
-          {"seconds", r.seconds},
-          {"generated_tokens", r.generated_tokens},
-          {"tokens_per_s", r.tokens_per_s},
-          {"decode_step_ms", r.decode_step_ms},
-          {"decode_tokens_per_s", r.decode_tokens_per_s},
-          {"latency_s", spread(r.latency_s)},
-          {"ttft_s", spread(r.ttft_s)}};
+  nlohmann::json j = {{"kv",
+                       {{"policy", r.kv.policy},
+                        {"budget", r.kv.budget},
+                        {"recent", r.kv.recent},
+                        {"sinks", r.kv.sinks},
+                        {"type", kv_type_name(r.kv.type)},
+                        {"positions", kv_positions_name(r.kv.positions)}}},
+                      {"kv_description", r.kv_description},
+                      {"n_prompt", r.n_prompt},
+                      {"n_gen", r.n_gen},
+                      {"threads", r.threads},
+                      {"prefill_chunk", r.prefill_chunk},
+                      {"batch", r.batch},
+                      {"batch_fitted_to_cap", r.fitted},
+                      {"kv_memory_cap", r.kv_memory},
+                      {"kv_bytes_per_sequence", r.kv_bytes_per_sequence},
+                      {"kv_bytes_planned", r.kv_bytes_planned},
+                      {"kv_bytes_scratch", r.kv_bytes_scratch},
+                      {"kv_bytes_peak", r.kv_bytes_peak},
+                      {"peak_rss_bytes", r.peak_rss_bytes},
+                      {"weight_bytes", r.weight_bytes},
+                      {"seconds", r.seconds},
+                      {"generated_tokens", r.generated_tokens},
+                      {"tokens_per_s", r.tokens_per_s},
+                      {"decode_step_ms", r.decode_step_ms},
+                      {"decode_tokens_per_s", r.decode_tokens_per_s},
+                      {"latency_s", spread(r.latency_s)},
+                      {"ttft_s", spread(r.ttft_s)}};
+  if (!r.round_tokens_per_s.empty()) {
+    j["rounds"] = r.round_tokens_per_s.size();
+    j["tokens_per_s_rounds"] = r.round_tokens_per_s;
+  }
+  return j;
 }
 
 std::string throughput_to_text(const std::vector<ThroughputResult>& results) {
@@ -252,6 +271,12 @@ std::string throughput_to_text(const std::vector<ThroughputResult>& results) {
                      r.kv_description, r.batch, mib(static_cast<double>(r.kv_bytes_per_sequence)),
                      mib(static_cast<double>(r.kv_bytes_peak)), r.tokens_per_s, r.decode_step_ms, r.latency_s.median,
                      r.ttft_s.median, mib(static_cast<double>(r.peak_rss_bytes)), ratio);
+  }
+  for (const ThroughputResult& r : results) {
+    if (r.round_tokens_per_s.empty()) continue;
+    s += fmt::format("{} batch {}: tok/s by round", r.kv_description, r.batch);
+    for (double v : r.round_tokens_per_s) s += fmt::format(" {:.1f}", v);
+    s += fmt::format(" (the median round above)\n");
   }
   return s;
 }

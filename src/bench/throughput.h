@@ -50,7 +50,14 @@ struct ThroughputResult {
   double decode_tokens_per_s = 0.0;  // batch / decode_step_ms: the steady-state rate
   Spread latency_s;                  // per sequence: start of the run to its last token
   Spread ttft_s;                     // per sequence: start of the run to its first token
+  // `--rounds` > 1: every round's tokens/s in round order; the other fields are those of the
+  // round with the median tokens/s (the lower of the two middle ones for an even count).
+  std::vector<double> round_tokens_per_s;
 };
+
+// The result of several rounds of one setting: the median round's, with every round's
+// tokens/s beside it (throws for an empty list).
+ThroughputResult median_round(const std::vector<ThroughputResult>& rounds);
 
 // How much KV memory a batch needs: admission counts what is kept. A decoding bounded
 // cache holds B + 1 slots (a decoding step appends one); a prefill step of T tokens grows

@@ -3,10 +3,13 @@
 // settings and per-prompt errors; the throughput comparison stays within its KV cap.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "integration/run_cli.h"
 #include "test_paths.h"
@@ -184,6 +187,48 @@ TEST(BenchCli, ThroughputComparesFullAndH2oWithinTheKvCap) {
                              "--kv-memory", "1KiB"});
   EXPECT_NE(tiny.exit_code, 0);
   EXPECT_NE(tiny.err.find("one sequence needs"), std::string::npos) << tiny.err;
+}
+
+// --rounds alternates the settings and reports each one's median round, every round's
+// tokens/s beside it (JSON and text); a count out of range is refused by name.
+TEST(BenchCli, ThroughputRoundsReportEachSettingsMedianRound) {
+  const std::vector<std::string> args = {"bench",       "--throughput",
+                                         "-m",          model_path("stories260K-f32.gguf"),
+                                         "-p",          "60",
+                                         "-n",          "20",
+                                         "--kv-memory", "4MiB",
+                                         "-t",          "1",
+                                         "--rounds",    "3"};
+  std::vector<std::string> json_args = args;
+  json_args.push_back("--json");
+  const auto r = run_cli(json_args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  for (const auto& x : j) {
+    ASSERT_EQ(x["rounds"], 3);
+    auto v = x["tokens_per_s_rounds"].get<std::vector<double>>();
+    ASSERT_EQ(v.size(), 3u);
+    std::sort(v.begin(), v.end());
+    EXPECT_EQ(x["tokens_per_s"].get<double>(), v[1]);
+    EXPECT_EQ(x["generated_tokens"].get<uint64_t>(), x["batch"].get<uint64_t>() * 20);
+  }
+  // One line per run on stderr: three rounds of two settings. The text table is followed by
+  // the rounds of each setting.
+  size_t runs = 0;
+  for (size_t at = r.err.find(" tok/s\n"); at != std::string::npos; at = r.err.find(" tok/s\n", at + 1)) ++runs;
+  EXPECT_EQ(runs, 6u) << r.err;
+  const auto text = run_cli(args);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("tok/s by round"), std::string::npos) << text.out;
+  // One round (the default) adds nothing to the JSON.
+  const auto one = run_cli({"bench", "--throughput", "-m", model_path("stories260K-f32.gguf"), "-p", "60", "-n", "20",
+                            "--kv-memory", "4MiB", "-t", "1", "--json"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_FALSE(nlohmann::json::parse(one.out)[0].contains("tokens_per_s_rounds"));
+  const auto zero = run_cli({"bench", "--throughput", "-m", model_path("stories260K-f32.gguf"), "--rounds", "0"});
+  EXPECT_NE(zero.exit_code, 0);
+  EXPECT_NE(zero.err.find("--rounds"), std::string::npos) << zero.err;
 }
 
 }  // namespace
