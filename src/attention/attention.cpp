@@ -19,8 +19,9 @@ namespace {
 // are the first k: max_in[k] <= q < min_after[k]. The rows of a prefill chunk do (they see
 // the kept slots and then the chunk's slots up to their own, in storage order), and then
 // up to kDotRows rows share each key row's widening, kKvMaxQueries each value row's
-// (kv_kernels.h, the multi-query entries). Built once per (job, KV head) instead of rescanning the gathered
-// positions for every row (that scan was half of this file's own time in a batched run).
+// (kv_kernels.h, the multi-query entries). Built once per (job, KV head) instead of
+// rescanning the gathered positions for every row (that scan was half of this file's own
+// time in a batched run).
 struct PrefixTable {
   std::vector<int32_t> max_in, min_after;
   size_t m = 0;
@@ -164,8 +165,8 @@ size_t visible_slots(const int32_t* pos, size_t n, int32_t limit, uint32_t* visi
 // group's query heads and the statistics of head h only, so jobs x heads run in parallel.
 // Rows go kDotRows at a time through the multi-query dots, and kKvMaxQueries at a time
 // through the value kernels, where they apply (f16 / q8 rows under absolute positions,
-// visible sets that are prefixes of each other), one at a time otherwise; either way each row gets the same bits, and
-// the statistics add the rows in order.
+// visible sets that are prefixes of each other), one at a time otherwise; either way each
+// row gets the same bits, and the statistics add the rows in order.
 void attend_kv_head(const AttentionShape& cfg, const AttentionJob& job, size_t h, HeadScratch& s,
                     const AttentionObserver* observer, int layer) {
   const size_t hd = static_cast<size_t>(cfg.head_dim);
