@@ -11,6 +11,9 @@
 
 namespace h2o {
 
+// Tokens per tile of GemmArgs::tiles.
+constexpr size_t kActTile = 8;
+
 // One call computes out[t * out_stride + r] = dot(row r of w, activation row t)
 // for r in [row_begin, row_end) and t < n_tokens.
 struct GemmArgs {
@@ -20,9 +23,14 @@ struct GemmArgs {
   size_t cols = 0;
   const float* x = nullptr;  // [n_tokens][cols] float activations (F32/F16/BF16 weights)
   // Quantized types: activations of the type's kind (format/types/int_dot.h) for every
-  // token, token t's row at qs + t * cols, d + t * (cols / 32 or cols / 256),
-  // sum + t * (cols / 32), sum16 + t * (cols / 16), sum32 + t * (cols / 32).
-  Q8Activations xq;
+  // token, in tiles of kActTile tokens, so that a kernel reaches every token of a tile
+  // from one pointer at fixed offsets (no address register per token). A block is the kind's scale block (32
+  // values, Q8_0; 256, Q8_K); tile k holds tokens kActTile * k .. (w = min(kActTile,
+  // n_tokens - kActTile * k) of them) from block kActTile * k * (cols / block) on, block b
+  // of its token j being the tile's block b * w + j: its values at qs + block * that
+  // index, its scale at d + that index, its sums likewise (sum: one per block; sum16 and
+  // sum32: 16 and 8 per block).
+  Q8Activations tiles;
   size_t n_tokens = 0;
   float* out = nullptr;
   size_t out_stride = 0;
@@ -67,7 +75,7 @@ struct KernelTable {
 
 // Fill the SIMD entries of `table` with the kernels compiled for Highway target
 // `hwy_target` (one bit of HWY_TARGETS that this CPU supports).
-void fill_float_kernels(int64_t hwy_target, KernelTable& table);   // simd_float.cpp
-void fill_quant_kernels(int64_t hwy_target, KernelTable& table);   // simd_quant.cpp
+void fill_float_kernels(int64_t hwy_target, KernelTable& table);  // simd_float.cpp
+void fill_quant_kernels(int64_t hwy_target, KernelTable& table);  // simd_quant.cpp
 
 }  // namespace h2o

@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -18,67 +19,102 @@ namespace {
 constexpr size_t kRowGroup = 16;
 
 // Activations of a quantized type's kind (format/types/int_dot.h), quantized once per call
-// for every token.
+// for every token: a row per token (token(t), as dot_reference reads them) and the same
+// values in tiles of kActTile tokens (tiles(), as the kernels read them: GemmArgs::tiles).
 class QuantizedActivations {
  public:
   // Tokens are quantized on the pool's threads (each token's row alone: the same bits).
   QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
                        ThreadPool& pool)
-      : kind_(kind), cols_(cols), qs_(std::make_unique_for_overwrite<int8_t[]>(n_tokens * cols)) {
-    // Every value is written below: no zero-fill first (a prefill chunk's activations are
-    // megabytes, and each product quantizes its own).
-    const bool k_quants = kind == ActKind::Q8_K;
-    if (k_quants) {
-      d_ = std::make_unique_for_overwrite<float[]>(n_tokens * cols / 256);
-      sum16_ = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 16);
-      sum32_ = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 32);
-    } else {
-      d_ = std::make_unique_for_overwrite<float[]>(n_tokens * cols / 32);
-      sum_ = std::make_unique_for_overwrite<int32_t[]>(n_tokens * cols / 32);
-    }
+      : kind_(kind),
+        cols_(cols),
+        block_(kind == ActKind::Q8_K ? 256 : 32),
+        rows_(n_tokens, cols, kind),
+        tiles_(n_tokens, cols, kind) {
     pool.parallel_for(
         n_tokens,
         [&](size_t begin, size_t end) {
           for (size_t t = begin; t < end; ++t) {
-            int8_t* qs = qs_.get() + t * cols;
-            if (k_quants) {
-              k.quantize_q8k(x + t * cols, cols, qs, d_.get() + t * cols / 256, sum16_.get() + t * cols / 16,
-                             sum32_.get() + t * cols / 32);
+            int8_t* qs = rows_.qs.get() + t * cols;
+            if (kind_ == ActKind::Q8_K) {
+              k.quantize_q8k(x + t * cols, cols, qs, rows_.d.get() + t * cols / 256, rows_.sum16.get() + t * cols / 16,
+                             rows_.sum32.get() + t * cols / 32);
             } else {
-              k.quantize_q8(x + t * cols, cols, qs, d_.get() + t * cols / 32, sum_.get() + t * cols / 32);
+              k.quantize_q8(x + t * cols, cols, qs, rows_.d.get() + t * cols / 32, rows_.sum.get() + t * cols / 32);
             }
+            copy_to_tile(t, n_tokens);
           }
         },
         n_tokens * cols * 4);
   }
-  // Token t's row (t = 0: the whole batch, as GemmArgs takes it).
-  Q8Activations token(size_t t) const {
-    const size_t per_d = kind_ == ActKind::Q8_K ? cols_ / 256 : cols_ / 32;
-    Q8Activations a;
-    a.qs = qs_.get() + t * cols_;
-    a.d = d_.get() + t * per_d;
-    if (kind_ == ActKind::Q8_K) {
-      a.sum16 = sum16_.get() + t * cols_ / 16;
-      a.sum32 = sum32_.get() + t * cols_ / 32;
-    } else {
-      a.sum = sum_.get() + t * cols_ / 32;
-    }
-    return a;
-  }
+  // Token t's row.
+  Q8Activations token(size_t t) const { return rows_.from(t * cols_); }
+  // Every tile (GemmArgs::tiles).
+  Q8Activations tiles() const { return tiles_.from(0); }
 
  private:
+  // One set of arrays: values, one scale per block, the kind's sums. Every value is written
+  // before it is read: no zero-fill first (a prefill chunk's activations are megabytes).
+  struct Arrays {
+    Arrays(size_t n_tokens, size_t cols, ActKind kind)
+        : qs(std::make_unique_for_overwrite<int8_t[]>(n_tokens * cols)),
+          d(std::make_unique_for_overwrite<float[]>(n_tokens * cols / (kind == ActKind::Q8_K ? 256 : 32))) {
+      if (kind == ActKind::Q8_K) {
+        sum16 = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 16);
+        sum32 = std::make_unique_for_overwrite<int16_t[]>(n_tokens * cols / 32);
+      } else {
+        sum = std::make_unique_for_overwrite<int32_t[]>(n_tokens * cols / 32);
+      }
+    }
+    // The arrays from value v on (v a multiple of the block size).
+    Q8Activations from(size_t v) const {
+      Q8Activations a;
+      a.qs = qs.get() + v;
+      if (sum) {
+        a.d = d.get() + v / 32;
+        a.sum = sum.get() + v / 32;
+      } else {
+        a.d = d.get() + v / 256;
+        a.sum16 = sum16.get() + v / 16;
+        a.sum32 = sum32.get() + v / 32;
+      }
+      return a;
+    }
+    std::unique_ptr<int8_t[]> qs;
+    std::unique_ptr<float[]> d;
+    std::unique_ptr<int32_t[]> sum;
+    std::unique_ptr<int16_t[]> sum16, sum32;
+  };
+
+  // Token t's blocks into its tile: token j of a tile of w holds block b's values at the
+  // tile's (b * w + j)-th block.
+  void copy_to_tile(size_t t, size_t n_tokens) {
+    const size_t first = t / kActTile * kActTile;
+    const size_t w = std::min(kActTile, n_tokens - first), j = t - first;
+    const size_t nb = cols_ / block_, src = t * nb, tile = first * nb;
+    for (size_t b = 0; b < nb; ++b) {
+      const size_t at = tile + b * w + j;  // the block's index in the tiles' arrays
+      std::memcpy(tiles_.qs.get() + at * block_, rows_.qs.get() + (src + b) * block_, block_);
+      tiles_.d[at] = rows_.d[src + b];
+      if (kind_ == ActKind::Q8_K) {
+        std::memcpy(tiles_.sum16.get() + at * 16, rows_.sum16.get() + (src + b) * 16, 16 * sizeof(int16_t));
+        std::memcpy(tiles_.sum32.get() + at * 8, rows_.sum32.get() + (src + b) * 8, 8 * sizeof(int16_t));
+      } else {
+        tiles_.sum[at] = rows_.sum[src + b];
+      }
+    }
+  }
+
   ActKind kind_;
   size_t cols_;
-  std::unique_ptr<int8_t[]> qs_;
-  std::unique_ptr<float[]> d_;
-  std::unique_ptr<int32_t[]> sum_;
-  std::unique_ptr<int16_t[]> sum16_, sum32_;
+  size_t block_;  // values per scale: 32 (Q8_0) or 256 (Q8_K)
+  Arrays rows_, tiles_;
 };
 
 // A target without a kernel for the type: the type's reference product, row by row on the
 // weights as stored (the same bits a kernel gives).
-void reference_rows(const TypeInfo& type, const Matrix& w, const QuantizedActivations& xq, size_t n_tokens,
-                    float* out, ThreadPool& pool) {
+void reference_rows(const TypeInfo& type, const Matrix& w, const QuantizedActivations& xq, size_t n_tokens, float* out,
+                    ThreadPool& pool) {
   const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
   pool.parallel_for(
       rows,
@@ -170,7 +206,7 @@ void matmul_many(const KernelTable& k, std::span<const MatmulProduct> products, 
         r.a.w = r.packed_copy.data();
       }
       r.a.group_bytes = shape.group_bytes;
-      r.a.xq = xq.token(0);
+      r.a.tiles = xq.tiles();
     }
     r.first_group = groups;
     groups += (r.rows + kRowGroup - 1) / kRowGroup;

@@ -244,7 +244,8 @@ HWY_INLINE void LoadUnit(const uint8_t* unit, size_t stride, typename V::I (&q)[
     const I h = V::Load(unit + kHigh, stride);
     [&]<size_t... Q>(std::index_sequence<Q...>) {
       ((q[Q] = V::Or(q[Q], Field<pos - static_cast<int>(Q), V>(h, 1 << pos))), ...);
-    }(std::make_index_sequence<8>());
+    }
+    (std::make_index_sequence<8>());
   }
   if constexpr (F.bits == 6) {
     // Bits 2p..2p+1 of chunk hh's byte k -> bits 4-5 of quad 4hh + p's byte k.
@@ -259,9 +260,9 @@ HWY_INLINE void LoadUnit(const uint8_t* unit, size_t stride, typename V::I (&q)[
   if constexpr (F.nonlinear) {
     // The levels, looked up by index: signed (AVX2) or + 128 (VNNI, unsigned bytes).
     alignas(16) static constexpr int8_t kSignedLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                                            1,    13,   25,  38,  53,  69,  89,  113};
-    alignas(16) static constexpr int8_t kBiasedLevels[16] = {1,   24,   45,  63,  79,  93,  106, 118,
-                                                            -127, -115, -103, -90, -75, -59, -39, -15};
+                                                             1,    13,   25,  38,  53,  69,  89,  113};
+    alignas(16) static constexpr int8_t kBiasedLevels[16] = {1,    24,   45,   63,  79,  93,  106, 118,
+                                                             -127, -115, -103, -90, -75, -59, -39, -15};
     const I table = V::Table(Traits<F>::kSigned ? kSignedLevels : kBiasedLevels);
     for (size_t c = 0; c < 8; ++c) q[c] = V::Shuffle8(table, q[c]);
   } else if constexpr (Traits<F>::kSigned) {
@@ -307,7 +308,8 @@ HWY_INLINE typename V::I UnitSums(const typename V::I (&q)[8], const typename V:
   // Four chains of two quads, then a tree of adds: one chain of eight dependent vpdpbusd
   // fills the scheduler and stalls the loads behind it (decode from memory was 30% slower).
   I acc[4];
-  for (size_t c = 0; c < 4; ++c) acc[c] = V::DpBusd(c == 0 && off != 0 ? V::Set32(-off * a_sum) : V::Zero(), q[c], Quad<V>(a, c));
+  for (size_t c = 0; c < 4; ++c)
+    acc[c] = V::DpBusd(c == 0 && off != 0 ? V::Set32(-off * a_sum) : V::Zero(), q[c], Quad<V>(a, c));
   for (size_t c = 0; c < 4; ++c) acc[c] = V::DpBusd(acc[c], q[c + 4], Quad<V>(a, c + 4));
   return V::Add32(V::Add32(acc[0], acc[1]), V::Add32(acc[2], acc[3]));
 #else
@@ -317,7 +319,8 @@ HWY_INLINE typename V::I UnitSums(const typename V::I (&q)[8], const typename V:
   if constexpr (kN < 8) {
     [&]<size_t... G>(std::index_sequence<G...>) {
       ((sum = V::Add32(sum, V::Madd16(Pairs16<F, V, (G + 1) * kN, kN>(q, mag, a), ones))), ...);
-    }(std::make_index_sequence<8 / kN - 1>());
+    }
+    (std::make_index_sequence<8 / kN - 1>());
   }
   if constexpr (off != 0) sum = V::Sub32(sum, V::Set32(off * a_sum));
   return sum;
@@ -354,7 +357,8 @@ HWY_INLINE typename V::I UnitScaledSums(const typename V::I (&q)[8], const typen
   I sum = V::Madd16(Pairs16<F, V, 0, kN>(q, mag, a), sc[0]);
   [&]<size_t... G>(std::index_sequence<G...>) {
     ((sum = V::Add32(sum, V::Madd16(Pairs16<F, V, (G + 1) * kN, kN>(q, mag, a), sc[(G + 1) * kN / kPerScale]))), ...);
-  }(std::make_index_sequence<8 / kN - 1>());
+  }
+  (std::make_index_sequence<8 / kN - 1>());
   return sum;
 #endif
 }
@@ -388,9 +392,16 @@ HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid, con
   const size_t nb = a.cols / 32;
   const uint8_t* group = a.w + g * a.group_bytes;
   const size_t stride = a.group_bytes;
+  // The tokens' tile (kernel_table.h, GemmArgs::tiles): every token at a fixed offset from
+  // one pointer per block, so the TT tokens take no address registers of their own.
+  const size_t first = t0 / kActTile * kActTile;
+  const size_t w = std::min(kActTile, a.n_tokens - first), j0 = t0 - first;
+  const int8_t* xqs = a.tiles.qs + (first * nb + j0) * 32;
+  const float* xd = a.tiles.d + first * nb + j0;
+  const int32_t* xsum = a.tiles.sum + first * nb + j0;
   VF acc[TT];
   for (auto& v : acc) v = V::ZeroF();
-  for (size_t b = 0; b < nb; ++b) {
+  for (size_t b = 0; b < nb; ++b, xqs += w * 32, xd += w, xsum += w) {
     const uint8_t* blk = group + b / 4 * kBlock;
     const size_t u = b % 4;
     if constexpr (TT == 1 && Traits<F>::kPrefetch > 0) {
@@ -408,12 +419,11 @@ HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid, con
     VF mw{};
     if constexpr (F.has_min) mw = V::Fp16(blk + Layout::m32_at(F, u), stride);
     for (size_t t = 0; t < TT; ++t) {
-      const size_t tb = (t0 + t) * nb + b;
-      const I sums = UnitSums<F, V>(q, mag, a.xq.qs + (t0 + t) * a.cols + 32 * b, a.xq.sum[tb]);
-      const VF da = V::SetF(a.xq.d[tb]);
+      const I sums = UnitSums<F, V>(q, mag, xqs + 32 * t, xsum[t]);
+      const VF da = V::SetF(xd[t]);
       acc[t] = V::AddF(acc[t], V::Mul(V::Cvt(sums), V::Mul(dw, da)));
       if constexpr (F.has_min) {
-        acc[t] = V::AddF(acc[t], V::Mul(V::SetF(static_cast<float>(a.xq.sum[tb])), V::Mul(mw, da)));
+        acc[t] = V::AddF(acc[t], V::Mul(V::SetF(static_cast<float>(xsum[t])), V::Mul(mw, da)));
       }
     }
   }
@@ -450,7 +460,8 @@ HWY_INLINE typename V::I SubBlockDot(const uint8_t* blk, size_t stride, const in
   constexpr size_t kPairs = static_cast<size_t>(F.n_sub()) / 2;
   I acc = V::Zero();
   for (size_t p = 0; p < kPairs; ++p) {
-    const I c = kMins ? V::U8To16(blk + Layout::mins_at(F, p), stride) : V::I8To16(blk + Layout::scales_at(F, p), stride);
+    const I c =
+        kMins ? V::U8To16(blk + Layout::mins_at(F, p), stride) : V::I8To16(blk + Layout::scales_at(F, p), stride);
     acc = V::Add32(acc, V::Madd16(c, V::Set32(LoadI32(asum + 2 * p))));
   }
   return acc;
@@ -465,9 +476,16 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid, co
   const size_t nsb = a.cols / 256;
   const uint8_t* group = a.w + g * a.group_bytes;
   const size_t stride = a.group_bytes;
+  // The tokens' tile, as in Tile32.
+  const size_t first = t0 / kActTile * kActTile;
+  const size_t w = std::min(kActTile, a.n_tokens - first), j0 = t0 - first;
+  const int8_t* xqs = a.tiles.qs + (first * nsb + j0) * 256;
+  const float* xd = a.tiles.d + first * nsb + j0;
+  const int16_t* xsum = F.sub == 16 ? a.tiles.sum16 + (first * nsb + j0) * 16 : a.tiles.sum32 + (first * nsb + j0) * 8;
+  constexpr size_t kSums = F.sub == 16 ? 16 : 8;  // activation sums per super-block
   VF acc[TT];
   for (auto& v : acc) v = V::ZeroF();
-  for (size_t i = 0; i < nsb; ++i) {
+  for (size_t i = 0; i < nsb; ++i, xqs += w * 256, xd += w, xsum += w * kSums) {
     const uint8_t* blk = group + i * kBlock;
     if constexpr (TT == 1 && Traits<F>::kPrefetch > 0) Prefetch(blk + Traits<F>::kPrefetch, kBlock);
     if (next != nullptr) {
@@ -483,17 +501,17 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid, co
       }
       UnitScales<F, V>(blk, stride, u, sc);
       for (size_t t = 0; t < TT; ++t) {
-        P[t] = V::Add32(P[t], UnitScaledSums<F, V>(q, mag, sc, a.xq.qs + (t0 + t) * a.cols + 256 * i + 32 * u));
+        P[t] = V::Add32(P[t], UnitScaledSums<F, V>(q, mag, sc, xqs + 256 * t + 32 * u));
       }
     }
     const VF dw = V::Fp16(blk + Layout::d_at(F), stride);
     VF dmw{};
     if constexpr (F.has_min) dmw = V::Fp16(blk + Layout::dmin_at(F), stride);
     for (size_t t = 0; t < TT; ++t) {
-      const size_t tok = t0 + t;
-      const int16_t* asum = F.sub == 16 ? a.xq.sum16 + tok * (a.cols / 16) + 16 * i : a.xq.sum32 + tok * (a.cols / 32) + 8 * i;
-      if constexpr (off != 0) P[t] = V::Sub32(P[t], V::Mullo32(V::Set32(off), SubBlockDot<F, V, false>(blk, stride, asum)));
-      const VF da = V::SetF(a.xq.d[tok * nsb + i]);
+      const int16_t* asum = xsum + kSums * t;
+      if constexpr (off != 0)
+        P[t] = V::Sub32(P[t], V::Mullo32(V::Set32(off), SubBlockDot<F, V, false>(blk, stride, asum)));
+      const VF da = V::SetF(xd[t]);
       acc[t] = V::AddF(acc[t], V::Mul(V::Cvt(P[t]), V::Mul(dw, da)));
       if constexpr (F.has_min) {
         const I M = SubBlockDot<F, V, true>(blk, stride, asum);
@@ -530,6 +548,8 @@ constexpr size_t kTokTile = HWY_TARGET <= HWY_AVX3 ? 8 : 4;
 // Tokens per chunk: their activations stay in L2 while every group of the thread's rows
 // passes over them.
 constexpr size_t kTokChunk = 64;
+// A tile of tokens lies inside one tile of the activations (GemmArgs::tiles).
+static_assert(kTokChunk % kActTile == 0 && kActTile % kTokTile == 0 && kActTile == 8);
 // Pairs of groups (V512) only for several tokens: one token streams its weights from
 // memory, and two streams (groups g and g + 1) read memory slower than one (measured).
 constexpr size_t kPairMinTokens = 4;
