@@ -26,11 +26,9 @@ class QuantizedActivations {
   // Tokens are quantized on the pool's threads (each token's row alone: the same bits).
   QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
                        ThreadPool& pool)
-      : kind_(kind),
-        cols_(cols),
-        block_(kind == ActKind::Q8_K ? 256 : 32),
-        rows_(n_tokens, cols, kind),
-        tiles_(n_tokens, cols, kind) {
+      : kind_(kind), cols_(cols), block_(kind == ActKind::Q8_K ? 256 : 32), rows_(n_tokens, cols, kind) {
+    // One token's tile is its row (w = 1): no copy (a decoding step of one sequence).
+    if (n_tokens > 1) tiles_.emplace(n_tokens, cols, kind);
     pool.parallel_for(
         n_tokens,
         [&](size_t begin, size_t end) {
@@ -42,7 +40,7 @@ class QuantizedActivations {
             } else {
               k.quantize_q8(x + t * cols, cols, qs, rows_.d.get() + t * cols / 32, rows_.sum.get() + t * cols / 32);
             }
-            copy_to_tile(t, n_tokens);
+            if (tiles_) copy_to_tile(t, n_tokens);
           }
         },
         n_tokens * cols * 4);
@@ -50,7 +48,7 @@ class QuantizedActivations {
   // Token t's row.
   Q8Activations token(size_t t) const { return rows_.from(t * cols_); }
   // Every tile (GemmArgs::tiles).
-  Q8Activations tiles() const { return tiles_.from(0); }
+  Q8Activations tiles() const { return tiles_ ? tiles_->from(0) : rows_.from(0); }
 
  private:
   // One set of arrays: values, one scale per block, the kind's sums. Every value is written
@@ -94,13 +92,13 @@ class QuantizedActivations {
     const size_t nb = cols_ / block_, src = t * nb, tile = first * nb;
     for (size_t b = 0; b < nb; ++b) {
       const size_t at = tile + b * w + j;  // the block's index in the tiles' arrays
-      std::memcpy(tiles_.qs.get() + at * block_, rows_.qs.get() + (src + b) * block_, block_);
-      tiles_.d[at] = rows_.d[src + b];
+      std::memcpy(tiles_->qs.get() + at * block_, rows_.qs.get() + (src + b) * block_, block_);
+      tiles_->d[at] = rows_.d[src + b];
       if (kind_ == ActKind::Q8_K) {
-        std::memcpy(tiles_.sum16.get() + at * 16, rows_.sum16.get() + (src + b) * 16, 16 * sizeof(int16_t));
-        std::memcpy(tiles_.sum32.get() + at * 8, rows_.sum32.get() + (src + b) * 8, 8 * sizeof(int16_t));
+        std::memcpy(tiles_->sum16.get() + at * 16, rows_.sum16.get() + (src + b) * 16, 16 * sizeof(int16_t));
+        std::memcpy(tiles_->sum32.get() + at * 8, rows_.sum32.get() + (src + b) * 8, 8 * sizeof(int16_t));
       } else {
-        tiles_.sum[at] = rows_.sum[src + b];
+        tiles_->sum[at] = rows_.sum[src + b];
       }
     }
   }
@@ -108,7 +106,8 @@ class QuantizedActivations {
   ActKind kind_;
   size_t cols_;
   size_t block_;  // values per scale: 32 (Q8_0) or 256 (Q8_K)
-  Arrays rows_, tiles_;
+  Arrays rows_;
+  std::optional<Arrays> tiles_;
 };
 
 // A target without a kernel for the type: the type's reference product, row by row on the
