@@ -92,12 +92,13 @@ class QuantizedActivations {
     const size_t nb = cols_ / block_, src = t * nb, tile = first * nb;
     for (size_t b = 0; b < nb; ++b) {
       const size_t at = tile + b * w + j;  // the block's index in the tiles' arrays
-      std::memcpy(tiles_->qs.get() + at * block_, rows_.qs.get() + (src + b) * block_, block_);
       tiles_->d[at] = rows_.d[src + b];
-      if (kind_ == ActKind::Q8_K) {
+      if (kind_ == ActKind::Q8_K) {  // the sizes as constants: inline copies, no library call
+        std::memcpy(tiles_->qs.get() + at * 256, rows_.qs.get() + (src + b) * 256, 256);
         std::memcpy(tiles_->sum16.get() + at * 16, rows_.sum16.get() + (src + b) * 16, 16 * sizeof(int16_t));
         std::memcpy(tiles_->sum32.get() + at * 8, rows_.sum32.get() + (src + b) * 8, 8 * sizeof(int16_t));
       } else {
+        std::memcpy(tiles_->qs.get() + at * 32, rows_.qs.get() + (src + b) * 32, 32);
         tiles_->sum[at] = rows_.sum[src + b];
       }
     }
