@@ -24,12 +24,12 @@ struct GemmArgs {
   const float* x = nullptr;  // [n_tokens][cols] float activations (F32/F16/BF16 weights)
   // Quantized types: activations of the type's kind (format/types/int_dot.h) for every
   // token, in tiles of kActTile tokens, so that a kernel reaches every token of a tile
-  // from one pointer at fixed offsets (no address register per token). A block is the kind's scale block (32
-  // values, Q8_0; 256, Q8_K); tile k holds tokens kActTile * k .. (w = min(kActTile,
-  // n_tokens - kActTile * k) of them) from block kActTile * k * (cols / block) on, block b
-  // of its token j being the tile's block b * w + j: its values at qs + block * that
-  // index, its scale at d + that index, its sums likewise (sum: one per block; sum16 and
-  // sum32: 16 and 8 per block).
+  // from one pointer at fixed offsets (no address register per token). A block is the
+  // kind's scale block (32 values, Q8_0; 256, Q8_K); tile k holds tokens kActTile * k ..
+  // (w = min(kActTile, n_tokens - kActTile * k) of them) from block kActTile * k *
+  // (cols / block) on, block b of its token j being the tile's block b * w + j: its values
+  // at qs + block * that index, its scale at d + that index, its sums likewise (sum: one
+  // per block; sum16 and sum32: 16 and 8 per block).
   Q8Activations tiles;
   size_t n_tokens = 0;
   float* out = nullptr;

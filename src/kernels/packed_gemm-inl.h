@@ -22,6 +22,7 @@
 // The order is int_dot.h's, lane for lane (one lane per row, no fused multiply-add), and
 // the integers are exact on every path: results are bit-identical to dot_reference.
 // Tiles: a unit is unpacked once for TT tokens (prefill, a batch of decoding sequences), the
+// tokens' activations read from their tile of 8 (GemmArgs::tiles) at fixed offsets, the
 // last tokens of a chunk in one tile of their count; tokens go in chunks whose activations
 // stay in L2 while the groups of the thread's rows stream past; one token (decode) streams
 // its groups from memory with software prefetch. Where a pair of groups takes several
@@ -244,8 +245,7 @@ HWY_INLINE void LoadUnit(const uint8_t* unit, size_t stride, typename V::I (&q)[
     const I h = V::Load(unit + kHigh, stride);
     [&]<size_t... Q>(std::index_sequence<Q...>) {
       ((q[Q] = V::Or(q[Q], Field<pos - static_cast<int>(Q), V>(h, 1 << pos))), ...);
-    }
-    (std::make_index_sequence<8>());
+    }(std::make_index_sequence<8>());
   }
   if constexpr (F.bits == 6) {
     // Bits 2p..2p+1 of chunk hh's byte k -> bits 4-5 of quad 4hh + p's byte k.
@@ -260,9 +260,9 @@ HWY_INLINE void LoadUnit(const uint8_t* unit, size_t stride, typename V::I (&q)[
   if constexpr (F.nonlinear) {
     // The levels, looked up by index: signed (AVX2) or + 128 (VNNI, unsigned bytes).
     alignas(16) static constexpr int8_t kSignedLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                                             1,    13,   25,  38,  53,  69,  89,  113};
-    alignas(16) static constexpr int8_t kBiasedLevels[16] = {1,    24,   45,   63,  79,  93,  106, 118,
-                                                             -127, -115, -103, -90, -75, -59, -39, -15};
+                                                            1,    13,   25,  38,  53,  69,  89,  113};
+    alignas(16) static constexpr int8_t kBiasedLevels[16] = {1,   24,   45,  63,  79,  93,  106, 118,
+                                                            -127, -115, -103, -90, -75, -59, -39, -15};
     const I table = V::Table(Traits<F>::kSigned ? kSignedLevels : kBiasedLevels);
     for (size_t c = 0; c < 8; ++c) q[c] = V::Shuffle8(table, q[c]);
   } else if constexpr (Traits<F>::kSigned) {
@@ -308,8 +308,7 @@ HWY_INLINE typename V::I UnitSums(const typename V::I (&q)[8], const typename V:
   // Four chains of two quads, then a tree of adds: one chain of eight dependent vpdpbusd
   // fills the scheduler and stalls the loads behind it (decode from memory was 30% slower).
   I acc[4];
-  for (size_t c = 0; c < 4; ++c)
-    acc[c] = V::DpBusd(c == 0 && off != 0 ? V::Set32(-off * a_sum) : V::Zero(), q[c], Quad<V>(a, c));
+  for (size_t c = 0; c < 4; ++c) acc[c] = V::DpBusd(c == 0 && off != 0 ? V::Set32(-off * a_sum) : V::Zero(), q[c], Quad<V>(a, c));
   for (size_t c = 0; c < 4; ++c) acc[c] = V::DpBusd(acc[c], q[c + 4], Quad<V>(a, c + 4));
   return V::Add32(V::Add32(acc[0], acc[1]), V::Add32(acc[2], acc[3]));
 #else
@@ -319,8 +318,7 @@ HWY_INLINE typename V::I UnitSums(const typename V::I (&q)[8], const typename V:
   if constexpr (kN < 8) {
     [&]<size_t... G>(std::index_sequence<G...>) {
       ((sum = V::Add32(sum, V::Madd16(Pairs16<F, V, (G + 1) * kN, kN>(q, mag, a), ones))), ...);
-    }
-    (std::make_index_sequence<8 / kN - 1>());
+    }(std::make_index_sequence<8 / kN - 1>());
   }
   if constexpr (off != 0) sum = V::Sub32(sum, V::Set32(off * a_sum));
   return sum;
@@ -357,8 +355,7 @@ HWY_INLINE typename V::I UnitScaledSums(const typename V::I (&q)[8], const typen
   I sum = V::Madd16(Pairs16<F, V, 0, kN>(q, mag, a), sc[0]);
   [&]<size_t... G>(std::index_sequence<G...>) {
     ((sum = V::Add32(sum, V::Madd16(Pairs16<F, V, (G + 1) * kN, kN>(q, mag, a), sc[(G + 1) * kN / kPerScale]))), ...);
-  }
-  (std::make_index_sequence<8 / kN - 1>());
+  }(std::make_index_sequence<8 / kN - 1>());
   return sum;
 #endif
 }
@@ -460,8 +457,7 @@ HWY_INLINE typename V::I SubBlockDot(const uint8_t* blk, size_t stride, const in
   constexpr size_t kPairs = static_cast<size_t>(F.n_sub()) / 2;
   I acc = V::Zero();
   for (size_t p = 0; p < kPairs; ++p) {
-    const I c =
-        kMins ? V::U8To16(blk + Layout::mins_at(F, p), stride) : V::I8To16(blk + Layout::scales_at(F, p), stride);
+    const I c = kMins ? V::U8To16(blk + Layout::mins_at(F, p), stride) : V::I8To16(blk + Layout::scales_at(F, p), stride);
     acc = V::Add32(acc, V::Madd16(c, V::Set32(LoadI32(asum + 2 * p))));
   }
   return acc;
