@@ -14,6 +14,19 @@ namespace h2o {
 // Tokens per tile of GemmArgs::tiles.
 constexpr size_t kActTile = 8;
 
+// Where token t's blocks lie in GemmArgs::tiles (n_tokens tokens of `blocks` blocks each):
+// its block b is the tiles' block first + b * width. The one statement of the layout, for
+// the code that writes the tiles and the kernels that read them.
+struct ActTilePlace {
+  size_t first;  // index of the token's block 0
+  size_t width;  // tokens in its tile: the step from one of its blocks to the next
+};
+constexpr ActTilePlace act_tile_place(size_t n_tokens, size_t blocks, size_t t) {
+  const size_t start = t / kActTile * kActTile;
+  const size_t width = n_tokens - start < kActTile ? n_tokens - start : kActTile;
+  return {start * blocks + (t - start), width};
+}
+
 // One call computes out[t * out_stride + r] = dot(row r of w, activation row t)
 // for r in [row_begin, row_end) and t < n_tokens.
 struct GemmArgs {

@@ -26,7 +26,7 @@ class QuantizedActivations {
   // Tokens are quantized on the pool's threads (each token's row alone: the same bits).
   QuantizedActivations(const KernelTable& k, ActKind kind, const float* x, size_t n_tokens, size_t cols,
                        ThreadPool& pool)
-      : kind_(kind), cols_(cols), block_(kind == ActKind::Q8_K ? 256 : 32), rows_(n_tokens, cols, kind) {
+      : kind_(kind), cols_(cols), rows_(n_tokens, cols, kind) {
     // One token's tile is its row (w = 1): no copy (a decoding step of one sequence).
     if (n_tokens > 1) tiles_.emplace(n_tokens, cols, kind);
     pool.parallel_for(
@@ -84,14 +84,12 @@ class QuantizedActivations {
     std::unique_ptr<int16_t[]> sum16, sum32;
   };
 
-  // Token t's blocks into its tile: token j of a tile of w holds block b's values at the
-  // tile's (b * w + j)-th block.
+  // Token t's blocks into its tile (kernel_table.h, act_tile_place).
   void copy_to_tile(size_t t, size_t n_tokens) {
-    const size_t first = t / kActTile * kActTile;
-    const size_t w = std::min(kActTile, n_tokens - first), j = t - first;
-    const size_t nb = cols_ / block_, src = t * nb, tile = first * nb;
+    const size_t nb = cols_ / (kind_ == ActKind::Q8_K ? 256 : 32), src = t * nb;
+    const ActTilePlace place = act_tile_place(n_tokens, nb, t);
     for (size_t b = 0; b < nb; ++b) {
-      const size_t at = tile + b * w + j;  // the block's index in the tiles' arrays
+      const size_t at = place.first + b * place.width;  // the block's index in the tiles' arrays
       tiles_->d[at] = rows_.d[src + b];
       if (kind_ == ActKind::Q8_K) {  // the sizes as constants: inline copies, no library call
         std::memcpy(tiles_->qs.get() + at * 256, rows_.qs.get() + (src + b) * 256, 256);
@@ -106,7 +104,6 @@ class QuantizedActivations {
 
   ActKind kind_;
   size_t cols_;
-  size_t block_;  // values per scale: 32 (Q8_0) or 256 (Q8_K)
   Arrays rows_;
   std::optional<Arrays> tiles_;
 };

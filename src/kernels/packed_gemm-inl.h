@@ -391,11 +391,10 @@ HWY_INLINE void Tile32(const GemmArgs& a, size_t g, size_t t0, size_t valid, con
   const size_t stride = a.group_bytes;
   // The tokens' tile (kernel_table.h, GemmArgs::tiles): every token at a fixed offset from
   // one pointer per block, so the TT tokens take no address registers of their own.
-  const size_t first = t0 / kActTile * kActTile;
-  const size_t w = std::min(kActTile, a.n_tokens - first), j0 = t0 - first;
-  const int8_t* xqs = a.tiles.qs + (first * nb + j0) * 32;
-  const float* xd = a.tiles.d + first * nb + j0;
-  const int32_t* xsum = a.tiles.sum + first * nb + j0;
+  const auto [first, w] = act_tile_place(a.n_tokens, nb, t0);
+  const int8_t* xqs = a.tiles.qs + first * 32;
+  const float* xd = a.tiles.d + first;
+  const int32_t* xsum = a.tiles.sum + first;
   VF acc[TT];
   for (auto& v : acc) v = V::ZeroF();
   for (size_t b = 0; b < nb; ++b, xqs += w * 32, xd += w, xsum += w) {
@@ -473,12 +472,11 @@ HWY_INLINE void Tile256(const GemmArgs& a, size_t g, size_t t0, size_t valid, co
   const uint8_t* group = a.w + g * a.group_bytes;
   const size_t stride = a.group_bytes;
   // The tokens' tile, as in Tile32.
-  const size_t first = t0 / kActTile * kActTile;
-  const size_t w = std::min(kActTile, a.n_tokens - first), j0 = t0 - first;
-  const int8_t* xqs = a.tiles.qs + (first * nsb + j0) * 256;
-  const float* xd = a.tiles.d + first * nsb + j0;
-  const int16_t* xsum = F.sub == 16 ? a.tiles.sum16 + (first * nsb + j0) * 16 : a.tiles.sum32 + (first * nsb + j0) * 8;
+  const auto [first, w] = act_tile_place(a.n_tokens, nsb, t0);
   constexpr size_t kSums = F.sub == 16 ? 16 : 8;  // activation sums per super-block
+  const int8_t* xqs = a.tiles.qs + first * 256;
+  const float* xd = a.tiles.d + first;
+  const int16_t* xsum = (F.sub == 16 ? a.tiles.sum16 : a.tiles.sum32) + first * kSums;
   VF acc[TT];
   for (auto& v : acc) v = V::ZeroF();
   for (size_t i = 0; i < nsb; ++i, xqs += w * 256, xd += w, xsum += w * kSums) {
